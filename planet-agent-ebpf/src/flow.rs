@@ -1,0 +1,203 @@
+//! Mode-independent flow accounting: the only code that writes the maps.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+};
+use planet_common::{
+    AF_INET, AF_INET6, ClosedFlow, FlowMeta, FlowValue, Origin, Stat, config::sock_common,
+    flow::META_ADDR_MISSING,
+};
+
+use crate::{
+    config::layout,
+    maps::{PLANET_CLOSED, PLANET_FLOWS, bump},
+};
+
+/// `BPF_NOEXIST`: insert only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
+/// `-EEXIST`, returned by an insert that lost a race with another CPU.
+const EEXIST: i32 = -17;
+
+#[derive(Clone, Copy)]
+pub enum Dir {
+    Tx,
+    Rx,
+}
+
+/// Counts `bytes` moved by the current process on socket `sk`.
+///
+/// Runs in the task that called `sendmsg`/`recvmsg`, so the current tgid is
+/// the flow's owner. A socket the programs never saw open (it predates them)
+/// gets an entry here, with its endpoints read from `struct sock_common`.
+#[inline(always)]
+pub fn account(sk: u64, dir: Dir, bytes: u64) {
+    if let Some(value) = PLANET_FLOWS.get_ptr_mut(sk) {
+        add(value, dir, bytes);
+        return;
+    }
+    let mut value = FlowValue {
+        meta: read_sock_meta(sk),
+        first_seen_ns: now(),
+        tx_bytes: 0,
+        rx_bytes: 0,
+    };
+    set_owner(&mut value.meta);
+    match dir {
+        Dir::Tx => value.tx_bytes = bytes,
+        Dir::Rx => value.rx_bytes = bytes,
+    }
+    match PLANET_FLOWS.insert(sk, value, BPF_NOEXIST) {
+        Ok(()) => {}
+        Err(EEXIST) => {
+            if let Some(value) = PLANET_FLOWS.get_ptr_mut(sk) {
+                add(value, dir, bytes);
+            }
+        }
+        Err(_) => not_tracked(dir, bytes),
+    }
+}
+
+/// Records that `sk` started a connection of the given origin.
+///
+/// `owned_by_current` is true where the hook runs in the owning task
+/// (`connect()`); accepted sockets are born in softirq context and get
+/// their owner on the first send or receive.
+#[inline(always)]
+pub fn open(sk: u64, mut meta: FlowMeta, origin: Origin, owned_by_current: bool) {
+    if let Some(existing) = PLANET_FLOWS.get_ptr_mut(sk) {
+        // SAFETY: pointer from a successful lookup of a live entry.
+        let existing = unsafe { &mut *existing };
+        if origin == Origin::Connected {
+            // A new connect on a socket we still track: the old flow ended
+            // without us seeing its close. Report it before starting over.
+            close(sk);
+        } else {
+            if existing.meta.origin == Origin::Unknown as u8 {
+                existing.meta.origin = origin as u8;
+            }
+            return;
+        }
+    }
+    meta.origin = origin as u8;
+    if owned_by_current {
+        set_owner(&mut meta);
+    }
+    let value = FlowValue {
+        meta,
+        first_seen_ns: now(),
+        tx_bytes: 0,
+        rx_bytes: 0,
+    };
+    if PLANET_FLOWS.insert(sk, value, BPF_NOEXIST).is_err() && PLANET_FLOWS.get_ptr(sk).is_none() {
+        bump(Stat::FlowsNotTracked, 1);
+    }
+}
+
+/// Emits the final counters of `sk`'s flow and forgets it.
+#[inline(always)]
+pub fn close(sk: u64) {
+    let Some(value) = PLANET_FLOWS.get_ptr(sk) else {
+        return;
+    };
+    match PLANET_CLOSED.reserve::<ClosedFlow>(0) {
+        Some(mut entry) => {
+            // SAFETY: pointer from a successful lookup; the copy is taken
+            // before the entry is removed.
+            let flow = unsafe { *value };
+            entry.write(ClosedFlow { sock: sk, flow });
+            let _ = PLANET_FLOWS.remove(sk);
+            entry.submit(0);
+        }
+        None => {
+            bump(Stat::CloseRecordsLost, 1);
+            let _ = PLANET_FLOWS.remove(sk);
+        }
+    }
+}
+
+#[inline(always)]
+fn add(value: *mut FlowValue, dir: Dir, bytes: u64) {
+    // SAFETY: `value` comes from a successful map lookup; the counters are
+    // only ever updated with atomic adds, from any CPU.
+    unsafe {
+        let counter = match dir {
+            Dir::Tx => &raw mut (*value).tx_bytes,
+            Dir::Rx => &raw mut (*value).rx_bytes,
+        };
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, bytes);
+        if (*value).meta.tgid == 0 {
+            set_owner(&mut (*value).meta);
+        }
+    }
+}
+
+#[inline(always)]
+fn not_tracked(dir: Dir, bytes: u64) {
+    bump(Stat::FlowsNotTracked, 1);
+    match dir {
+        Dir::Tx => bump(Stat::TxBytesNotTracked, bytes),
+        Dir::Rx => bump(Stat::RxBytesNotTracked, bytes),
+    }
+}
+
+#[inline(always)]
+fn set_owner(meta: &mut FlowMeta) {
+    meta.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    meta.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Reads a field of the kernel object at `base + offset`.
+#[inline(always)]
+fn read_kernel<T>(base: u64, offset: usize) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel validates the address and fails cleanly.
+    match unsafe { bpf_probe_read_kernel((base as usize + offset) as *const T) } {
+        Ok(v) => Some(v),
+        Err(_) => {
+            bump(Stat::ReadErrors, 1);
+            None
+        }
+    }
+}
+
+/// Endpoints of a socket first seen mid-flight, from `struct sock_common`.
+#[inline(always)]
+fn read_sock_meta(sk: u64) -> FlowMeta {
+    let mut meta = FlowMeta::ZERO;
+    meta.family = read_kernel::<u16>(sk, sock_common::FAMILY).unwrap_or(0);
+    meta.remote_port = u16::from_be(read_kernel::<u16>(sk, sock_common::DPORT).unwrap_or(0));
+    meta.local_port = read_kernel::<u16>(sk, sock_common::NUM).unwrap_or(0);
+    if meta.family == AF_INET {
+        if let Some(a) = read_kernel::<[u8; 4]>(sk, sock_common::RCV_SADDR) {
+            meta.local_addr[..4].copy_from_slice(&a);
+        }
+        if let Some(a) = read_kernel::<[u8; 4]>(sk, sock_common::DADDR) {
+            meta.remote_addr[..4].copy_from_slice(&a);
+        }
+    } else if meta.family == AF_INET6 {
+        let local = layout!(sock_v6_rcv_saddr) as usize;
+        let remote = layout!(sock_v6_daddr) as usize;
+        if local == 0 || remote == 0 {
+            meta.flags |= META_ADDR_MISSING;
+        } else {
+            match (
+                read_kernel::<[u8; 16]>(sk, local),
+                read_kernel::<[u8; 16]>(sk, remote),
+            ) {
+                (Some(l), Some(r)) => {
+                    meta.local_addr = l;
+                    meta.remote_addr = r;
+                }
+                _ => meta.flags |= META_ADDR_MISSING,
+            }
+        }
+    }
+    meta
+}

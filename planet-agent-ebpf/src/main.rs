@@ -1,0 +1,29 @@
+//! Planet's kernel programs.
+//!
+//! Every probe mode ends in the same few calls of [`flow`]: `account` for
+//! bytes a process moved, `open` when a connection starts and `close` when
+//! it ends. A mode module (only [`tracepoint`] so far) does nothing but
+//! extract those facts from its hook's arguments.
+#![no_std]
+#![no_main]
+#![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "atomic add on map values needs core::intrinsics on bpf"
+)]
+
+mod config;
+mod flow;
+mod maps;
+mod tracepoint;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+/// GPL: `bpf_probe_read_kernel` and the tracepoint attachments require it.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

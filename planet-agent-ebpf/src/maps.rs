@@ -1,0 +1,33 @@
+//! The maps shared with user space. Their static names are the map names the
+//! loader looks up (`planet_common::names`).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use planet_common::{
+    FlowValue, Stat,
+    names::{CLOSED_RING_BYTES, FLOWS_MAX_ENTRIES},
+};
+
+/// Live flows keyed by `struct sock *`. See `planet_common::names::FLOWS_MAP`.
+#[map]
+pub static PLANET_FLOWS: HashMap<u64, FlowValue> = HashMap::with_max_entries(FLOWS_MAX_ENTRIES, 0);
+
+/// Final counters of closed flows. See `planet_common::names::CLOSED_RING`.
+#[map]
+pub static PLANET_CLOSED: RingBuf = RingBuf::with_byte_size(CLOSED_RING_BYTES, 0);
+
+/// Per-CPU counters of what could not be accounted for.
+#[map]
+pub static PLANET_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+/// Adds `n` to one of this CPU's stats slots.
+#[inline(always)]
+pub fn bump(stat: Stat, n: u64) {
+    if let Some(slot) = PLANET_STATS.get_ptr_mut(stat.index()) {
+        // SAFETY: the pointer comes from a successful lookup into a per-CPU
+        // array, so it is valid and no other CPU writes this slot.
+        unsafe { *slot += n };
+    }
+}

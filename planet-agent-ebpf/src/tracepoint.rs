@@ -1,0 +1,99 @@
+//! Probe mode `tracepoint`: `sock:sock_send_length`, `sock:sock_recv_length`
+//! (Linux 6.3+) for exact byte counts from the syscalls' return values, and
+//! `sock:inet_sock_set_state` for the connection lifecycle.
+//!
+//! Field offsets come from the tracepoints' `format` files (via the
+//! `PLANET_CONFIG` global), not from the kernel the object was built on.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use planet_common::{AF_INET, AF_INET6, FlowMeta, IPPROTO_TCP, MSG_PEEK, Origin, tcp_state};
+
+use crate::{
+    config::layout,
+    flow::{self, Dir},
+};
+
+#[tracepoint]
+pub fn planet_tp_send(ctx: TracePointContext) -> u32 {
+    let _ = on_length(&ctx, Dir::Tx);
+    0
+}
+
+#[tracepoint]
+pub fn planet_tp_recv(ctx: TracePointContext) -> u32 {
+    let _ = on_length(&ctx, Dir::Rx);
+    0
+}
+
+#[tracepoint]
+pub fn planet_tp_state(ctx: TracePointContext) -> u32 {
+    let _ = on_state(&ctx);
+    0
+}
+
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, offset: u16) -> Result<T, i32> {
+    // SAFETY: `read_at` goes through bpf_probe_read_kernel, which checks the address.
+    unsafe { ctx.read_at::<T>(offset as usize) }
+}
+
+#[inline(always)]
+fn on_length(ctx: &TracePointContext, dir: Dir) -> Result<(), i32> {
+    let ret: i32 = field(ctx, layout!(len_ret))?;
+    if ret <= 0 {
+        return Ok(());
+    }
+    let protocol: u16 = field(ctx, layout!(len_protocol))?;
+    if protocol != IPPROTO_TCP {
+        return Ok(());
+    }
+    if let Dir::Rx = dir {
+        let flags: i32 = field(ctx, layout!(len_flags))?;
+        if flags & MSG_PEEK != 0 {
+            return Ok(());
+        }
+    }
+    let sk: u64 = field(ctx, layout!(len_sk))?;
+    flow::account(sk, dir, ret as u64);
+    Ok(())
+}
+
+#[inline(always)]
+fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
+    let protocol: u16 = field(ctx, layout!(state_protocol))?;
+    if protocol != IPPROTO_TCP {
+        return Ok(());
+    }
+    let sk: u64 = field(ctx, layout!(state_skaddr))?;
+    let old: i32 = field(ctx, layout!(state_oldstate))?;
+    let new: i32 = field(ctx, layout!(state_newstate))?;
+    match new {
+        tcp_state::SYN_SENT => flow::open(sk, endpoints(ctx)?, Origin::Connected, true),
+        tcp_state::SYN_RECV => flow::open(sk, endpoints(ctx)?, Origin::Accepted, false),
+        tcp_state::ESTABLISHED if old == tcp_state::SYN_RECV => {
+            flow::open(sk, endpoints(ctx)?, Origin::Accepted, false)
+        }
+        tcp_state::CLOSE => flow::close(sk),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The socket's endpoints as the tracepoint reports them (ports in host order).
+#[inline(always)]
+fn endpoints(ctx: &TracePointContext) -> Result<FlowMeta, i32> {
+    let mut meta = FlowMeta::ZERO;
+    meta.family = field(ctx, layout!(state_family))?;
+    meta.local_port = field(ctx, layout!(state_sport))?;
+    meta.remote_port = field(ctx, layout!(state_dport))?;
+    if meta.family == AF_INET {
+        let local: [u8; 4] = field(ctx, layout!(state_saddr))?;
+        let remote: [u8; 4] = field(ctx, layout!(state_daddr))?;
+        meta.local_addr[..4].copy_from_slice(&local);
+        meta.remote_addr[..4].copy_from_slice(&remote);
+    } else if meta.family == AF_INET6 {
+        meta.local_addr = field(ctx, layout!(state_saddr_v6))?;
+        meta.remote_addr = field(ctx, layout!(state_daddr_v6))?;
+    }
+    Ok(meta)
+}

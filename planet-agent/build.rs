@@ -1,0 +1,59 @@
+//! Builds the eBPF object (`planet-agent-ebpf`) with the nightly toolchain
+//! through aya-build and leaves it in `OUT_DIR/planet` for `include_bytes!`.
+//!
+//! With `AYA_BUILD_SKIP=1` (no BPF toolchain: `cargo check`, editors) an
+//! empty object is written instead; the agent then reports at run time that
+//! it carries no eBPF programs and serves everything else.
+
+use std::{env, fs, path::PathBuf};
+
+use anyhow::{Context as _, anyhow};
+use cargo_metadata::MetadataCommand;
+
+const EBPF_PACKAGE: &str = "planet-agent-ebpf";
+const EBPF_BINARY: &str = "planet";
+
+fn main() -> anyhow::Result<()> {
+    let metadata = MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    // Rebuild whenever kernel-side sources or the shared types change.
+    for name in [EBPF_PACKAGE, "planet-common"] {
+        let package = metadata
+            .packages
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .ok_or_else(|| anyhow!("package {name} not in the workspace"))?;
+        let dir = package
+            .manifest_path
+            .parent()
+            .ok_or_else(|| anyhow!("{name} has no manifest dir"))?;
+        println!("cargo:rerun-if-changed={dir}/src");
+        println!("cargo:rerun-if-changed={dir}/Cargo.toml");
+    }
+    let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    if skip {
+        let out = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR")?);
+        fs::write(out.join(EBPF_BINARY), []).context("write empty eBPF object")?;
+        println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
+        return Ok(());
+    }
+    let package = metadata
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == EBPF_PACKAGE)
+        .ok_or_else(|| anyhow!("{EBPF_PACKAGE} not found"))?;
+    let root_dir = package
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("{EBPF_PACKAGE} has no manifest dir"))?;
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: EBPF_PACKAGE,
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
+        aya_build::Toolchain::default(),
+    )
+}

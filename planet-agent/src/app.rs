@@ -1,0 +1,138 @@
+//! Wiring: start the tasks, serve HTTP, shut down on SIGTERM/SIGINT.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use tokio::{net::TcpListener, signal::unix::SignalKind, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    cli::Cli,
+    ebpf::{self, MapLimits},
+    flow::{self, FlowTask, KernelFlows},
+    http, metrics,
+    snapshot::{ProbeState, Store},
+};
+
+/// Runs the agent until a termination signal.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "Planet agent starting");
+    report_pending_tasks(&cli);
+
+    let store = Arc::new(Store::new());
+    let registry = Arc::new(metrics::registry(store.clone()).context("metrics registry")?);
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let listener = TcpListener::bind(cli.listen_address)
+        .await
+        .with_context(|| format!("listen on {}", cli.listen_address))?;
+    tracing::info!(address = %cli.listen_address, "serving /metrics");
+
+    if cli.task_flow_enabled {
+        let store = store.clone();
+        let shutdown = shutdown.clone();
+        let limits = MapLimits {
+            flows: cli.task_flow_max_flows,
+        };
+        let (mode, interval) = (cli.task_flow_mode, cli.task_interval);
+        tasks.spawn(async move {
+            if let Some(task) = start_flow_task(mode, limits, interval, store).await {
+                task.run(shutdown).await;
+            }
+        });
+    } else {
+        tracing::info!("flow task disabled (-task-flow-enabled=false)");
+    }
+
+    tasks.spawn(cancel_on_signal(shutdown.clone()));
+    let served = http::serve(listener, http::app(registry), {
+        let shutdown = shutdown.clone();
+        async move { shutdown.cancelled().await }
+    })
+    .await;
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    served.context("HTTP server")?;
+    tracing::info!("Planet agent stopped");
+    Ok(())
+}
+
+/// Loads and attaches the eBPF programs. On failure the agent keeps
+/// serving; the reason is logged once and shown in the self-metrics.
+async fn start_flow_task(
+    mode: ebpf::ModeRequest,
+    limits: MapLimits,
+    interval: Duration,
+    store: Arc<Store>,
+) -> Option<FlowTask> {
+    let loaded = tokio::task::spawn_blocking(move || ebpf::load(mode, limits))
+        .await
+        .map_err(|err| anyhow::anyhow!("eBPF loader panicked: {err}"))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .and_then(|loaded| KernelFlows::new(loaded).map_err(anyhow::Error::from));
+    match loaded {
+        Ok(source) => {
+            tracing::info!(
+                mode = %source.mode,
+                rejected = ?source.rejected,
+                "flow programs attached"
+            );
+            store.update(|s| {
+                s.probe = ProbeState::Attached {
+                    mode: source.mode,
+                    rejected: source.rejected.clone(),
+                }
+            });
+            Some(FlowTask::new(source, store, interval))
+        }
+        Err(err) => {
+            let reason = format!("{err:#}");
+            tracing::error!(
+                %reason,
+                "flow task cannot run: no per-process byte counts; everything else is still served"
+            );
+            store.update(|s| {
+                s.probe = ProbeState::Failed {
+                    reason: reason.clone(),
+                }
+            });
+            store.task_ran(flow::TASK_NAME, false, Duration::ZERO);
+            None
+        }
+    }
+}
+
+/// Tasks whose flags planet-exporter had and that this build does not run yet.
+fn report_pending_tasks(cli: &Cli) {
+    for (enabled, task) in [
+        (cli.task_socketstat_enabled, "socketstat"),
+        (cli.task_darkstat_enabled, "darkstat"),
+        (cli.task_ebpf_enabled, "ebpf (external ebpf_exporter)"),
+        (cli.task_inventory_enabled, "inventory"),
+    ] {
+        if enabled {
+            tracing::warn!(
+                task,
+                "task is not available in this version yet; flag accepted for compatibility"
+            );
+        }
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch SIGTERM");
+            shutdown.cancelled().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        () = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,259 @@
+//! Command line: planet-exporter's flags (same names, defaults and meaning)
+//! plus the in-process flow task's own. Go-style single-dash long flags
+//! (`-task-interval 7s`, `-task-flow-enabled=false`) work as well as `--`.
+
+use std::{ffi::OsString, net::SocketAddr, time::Duration};
+
+use clap::{ArgAction, CommandFactory, Parser, builder::BoolishValueParser};
+
+use crate::{ebpf::ModeRequest, go_duration};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "planet-agent",
+    about = "Per-host network dependency agent: which services this host calls, which call it, \
+             through which process and port, with bytes each way",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Address to which exporter will bind its HTTP interface
+    #[arg(long, default_value = "0.0.0.0:19100", value_name = "ADDR")]
+    pub listen_address: SocketAddr,
+
+    /// Log level (trace, debug, info, warn, error; also warning, fatal, panic)
+    #[arg(long, default_value = "info", value_parser = parse_log_level)]
+    pub log_level: tracing::Level,
+
+    /// Disable timestamp on logger
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub log_disable_timestamp: bool,
+
+    /// Disable colors on logger
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub log_disable_colors: bool,
+
+    /// Show version and exit
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub version: bool,
+
+    /// Interval between collection of expensive data into memory (Go duration)
+    #[arg(long, default_value = "7s", value_parser = parse_interval, value_name = "DURATION")]
+    pub task_interval: Duration,
+
+    /// Enable the in-process eBPF flow task (exact bytes per process and peer)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new())]
+    pub task_flow_enabled: bool,
+
+    /// Probe mode of the flow task: auto, tracepoint, fentry or kprobe
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub task_flow_mode: ModeRequest,
+
+    /// Capacity of the kernel flow map (live TCP flows tracked at once)
+    #[arg(long, default_value_t = planet_common::names::FLOWS_MAX_ENTRIES, value_name = "N")]
+    pub task_flow_max_flows: u32,
+
+    /// Enable socketstat collector task
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new())]
+    pub task_socketstat_enabled: bool,
+
+    /// Enable darkstat collector task
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub task_darkstat_enabled: bool,
+
+    /// Darkstat target address
+    #[arg(long, default_value = "", value_name = "URL")]
+    pub task_darkstat_addr: String,
+
+    /// Enable the external ebpf_exporter collector task
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub task_ebpf_enabled: bool,
+
+    /// External ebpf_exporter target address
+    #[arg(
+        long,
+        default_value = "http://localhost:9435/metrics",
+        value_name = "URL"
+    )]
+    pub task_ebpf_addr: String,
+
+    /// Enable inventory collector task
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub task_inventory_enabled: bool,
+
+    /// HTTP endpoint that returns the inventory data
+    #[arg(long, default_value = "", value_name = "URL")]
+    pub task_inventory_addr: String,
+
+    /// Inventory format to parse the returned inventory data (arrayjson or ndjson)
+    #[arg(long, default_value = "arrayjson", value_name = "FORMAT")]
+    pub task_inventory_format: String,
+}
+
+fn parse_log_level(s: &str) -> Result<tracing::Level, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "trace" => Ok(tracing::Level::TRACE),
+        "debug" => Ok(tracing::Level::DEBUG),
+        "info" => Ok(tracing::Level::INFO),
+        "warn" | "warning" => Ok(tracing::Level::WARN),
+        "error" | "fatal" | "panic" => Ok(tracing::Level::ERROR),
+        other => Err(format!("not a valid log level: {other:?}")),
+    }
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = go_duration::parse(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("the task interval must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+impl Cli {
+    /// Parses the process arguments, accepting Go-style single-dash flags.
+    pub fn parse_go_style() -> Self {
+        Self::parse_from(go_style_args(std::env::args_os()))
+    }
+
+    /// Like [`Cli::parse_go_style`] over given arguments (first = program name).
+    pub fn try_parse_go_style<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        Self::try_parse_from(go_style_args(args))
+    }
+}
+
+/// Rewrites `-long-flag[=v]` to `--long-flag[=v]` for the flags this
+/// command knows, so Go users' command lines keep working. Other arguments
+/// (values, `--` and what follows) are left alone.
+pub fn go_style_args<I, T>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let command = Cli::command();
+    let known: Vec<&str> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .chain(["help"])
+        .collect();
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for arg in args.into_iter().map(Into::into) {
+        if passthrough {
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            passthrough = true;
+            out.push(arg);
+            continue;
+        }
+        let rewritten = arg.to_str().and_then(|s| {
+            let body = s.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
+            let name = body.split('=').next()?;
+            known
+                .contains(&name)
+                .then(|| OsString::from(format!("-{s}")))
+        });
+        out.push(rewritten.unwrap_or(arg));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_go_style(std::iter::once("planet-agent").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_planet_exporter() {
+        let cli = parse(&[]);
+        assert_eq!(cli.listen_address, "0.0.0.0:19100".parse().unwrap());
+        assert_eq!(cli.task_interval, Duration::from_secs(7));
+        assert!(cli.task_socketstat_enabled);
+        assert!(!cli.task_darkstat_enabled);
+        assert!(!cli.task_ebpf_enabled);
+        assert_eq!(cli.task_ebpf_addr, "http://localhost:9435/metrics");
+        assert!(!cli.task_inventory_enabled);
+        assert_eq!(cli.task_inventory_format, "arrayjson");
+        assert_eq!(cli.log_level, tracing::Level::INFO);
+        assert!(cli.task_flow_enabled);
+        assert_eq!(cli.task_flow_mode, ModeRequest::Auto);
+    }
+
+    #[test]
+    fn go_style_single_dash_flags() {
+        let cli = parse(&[
+            "-task-interval",
+            "1m30s",
+            "-task-flow-enabled=false",
+            "-listen-address=127.0.0.1:9999",
+            "-task-darkstat-enabled",
+            "-log-level",
+            "WARNING",
+            "-task-flow-mode",
+            "tracepoint",
+        ]);
+        assert_eq!(cli.task_interval, Duration::from_secs(90));
+        assert!(!cli.task_flow_enabled);
+        assert_eq!(cli.listen_address, "127.0.0.1:9999".parse().unwrap());
+        assert!(cli.task_darkstat_enabled);
+        assert_eq!(cli.log_level, tracing::Level::WARN);
+        assert_eq!(
+            cli.task_flow_mode,
+            ModeRequest::Only(crate::ebpf::ProbeMode::Tracepoint)
+        );
+    }
+
+    #[test]
+    fn double_dash_flags() {
+        let cli = parse(&[
+            "--task-interval=2s",
+            "--task-socketstat-enabled=false",
+            "--version",
+        ]);
+        assert_eq!(cli.task_interval, Duration::from_secs(2));
+        assert!(!cli.task_socketstat_enabled);
+        assert!(cli.version);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for args in [
+            &["-task-interval", "0s"][..],
+            &["-task-interval", "soon"],
+            &["-task-flow-mode", "uprobe"],
+            &["-log-level", "loud"],
+            &["-listen-address", "nowhere"],
+            &["-no-such-flag"],
+        ] {
+            let argv = std::iter::once("planet-agent").chain(args.iter().copied());
+            assert!(Cli::try_parse_go_style(argv).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn values_that_look_like_flags_are_left_alone() {
+        let args = go_style_args(["planet-agent", "--", "-task-interval"]);
+        assert_eq!(args[2], "-task-interval");
+    }
+}

@@ -1,0 +1,356 @@
+//! Measures the running kernel's layouts for the programs: tracepoint record
+//! offsets from tracefs `format` files and `struct sock_common` member
+//! offsets from BTF. The result is the `ProbeConfig` global of the object.
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use planet_common::ProbeConfig;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LayoutError {
+    #[error("tracefs is not mounted (looked in /sys/kernel/tracing and /sys/kernel/debug/tracing)")]
+    NoTracefs,
+    #[error("tracepoint {event} does not exist on this kernel")]
+    MissingEvent {
+        event: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tracepoint {event} has no field {field}")]
+    MissingField { event: String, field: &'static str },
+    #[error("tracepoint {event} field {field} is {size} bytes, expected {expected}")]
+    FieldSize {
+        event: String,
+        field: &'static str,
+        size: usize,
+        expected: usize,
+    },
+    #[error("malformed format line in {event}: {line:?}")]
+    Malformed { event: String, line: String },
+}
+
+/// One field of a tracepoint record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub offset: u16,
+    pub size: usize,
+}
+
+/// The fields of a tracepoint record, parsed from its tracefs `format` file.
+#[derive(Debug, Default)]
+pub struct TracepointFormat {
+    event: String,
+    fields: HashMap<String, Field>,
+}
+
+impl TracepointFormat {
+    /// Parses the text of `events/<category>/<name>/format`.
+    pub fn parse(event: &str, text: &str) -> Result<Self, LayoutError> {
+        let malformed = |line: &str| LayoutError::Malformed {
+            event: event.to_owned(),
+            line: line.to_owned(),
+        };
+        let mut fields = HashMap::new();
+        for line in text.lines().map(str::trim) {
+            let Some(rest) = line.strip_prefix("field:") else {
+                continue;
+            };
+            // "<decl>;\toffset:N;\tsize:N;\tsigned:N;"
+            let mut parts = rest.split(';').map(str::trim);
+            let decl = parts.next().ok_or_else(|| malformed(line))?;
+            let mut offset = None;
+            let mut size = None;
+            for part in parts {
+                if let Some(v) = part.strip_prefix("offset:") {
+                    offset = v.parse::<u16>().ok();
+                } else if let Some(v) = part.strip_prefix("size:") {
+                    size = v.parse::<usize>().ok();
+                }
+            }
+            let (Some(offset), Some(size)) = (offset, size) else {
+                return Err(malformed(line));
+            };
+            // The name is the last identifier of the declaration, without
+            // any array suffix: "__u8 saddr_v6[16]" -> "saddr_v6".
+            let base = decl.split('[').next().unwrap_or(decl);
+            let name = base
+                .rsplit([' ', '*', '\t'])
+                .find(|s| !s.is_empty())
+                .ok_or_else(|| malformed(line))?;
+            fields.insert(name.to_owned(), Field { offset, size });
+        }
+        Ok(Self {
+            event: event.to_owned(),
+            fields,
+        })
+    }
+
+    /// Offset of `field`, checking that it has the size the programs read.
+    pub fn offset(&self, field: &'static str, expected: usize) -> Result<u16, LayoutError> {
+        let f = self
+            .fields
+            .get(field)
+            .ok_or_else(|| LayoutError::MissingField {
+                event: self.event.clone(),
+                field,
+            })?;
+        if f.size != expected {
+            return Err(LayoutError::FieldSize {
+                event: self.event.clone(),
+                field,
+                size: f.size,
+                expected,
+            });
+        }
+        Ok(f.offset)
+    }
+}
+
+/// The tracefs mount, mounting it at the standard place if nothing is mounted.
+pub fn tracefs_root() -> Result<PathBuf, LayoutError> {
+    const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    if let Some(found) = CANDIDATES
+        .iter()
+        .map(Path::new)
+        .find(|p| p.join("events").is_dir())
+    {
+        return Ok(found.to_path_buf());
+    }
+    mount_tracefs(Path::new(CANDIDATES[0]));
+    CANDIDATES
+        .iter()
+        .map(Path::new)
+        .find(|p| p.join("events").is_dir())
+        .map(Path::to_path_buf)
+        .ok_or(LayoutError::NoTracefs)
+}
+
+fn mount_tracefs(at: &Path) {
+    let Ok(target) = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    // SAFETY: all pointers are valid NUL-terminated strings for the call.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        tracing::info!(path = %at.display(), "mounted tracefs");
+    } else {
+        tracing::debug!(path = %at.display(), error = %std::io::Error::last_os_error(), "could not mount tracefs");
+    }
+}
+
+/// Reads and parses the format of `category:name`.
+pub fn read_format(
+    tracefs: &Path,
+    category: &str,
+    name: &str,
+) -> Result<TracepointFormat, LayoutError> {
+    let event = format!("{category}:{name}");
+    let path = tracefs
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
+    let text = fs::read_to_string(&path).map_err(|source| LayoutError::MissingEvent {
+        event: event.clone(),
+        source,
+    })?;
+    TracepointFormat::parse(&event, &text)
+}
+
+/// Fills the length-tracepoint offsets from `sock:sock_send_length`'s format
+/// and checks that `sock:sock_recv_length` has the same layout.
+pub fn length_tracepoints(
+    config: &mut ProbeConfig,
+    send: &TracepointFormat,
+    recv: &TracepointFormat,
+) -> Result<(), LayoutError> {
+    for format in [send, recv] {
+        config.len_sk = format.offset("sk", 8)?;
+        config.len_protocol = format.offset("protocol", 2)?;
+        config.len_ret = format.offset("ret", 4)?;
+        config.len_flags = format.offset("flags", 4)?;
+    }
+    // Both events share one class; a kernel where they differ is rejected.
+    let same = |field, size| send.offset(field, size).ok() == recv.offset(field, size).ok();
+    if !(same("sk", 8) && same("protocol", 2) && same("ret", 4) && same("flags", 4)) {
+        return Err(LayoutError::MissingField {
+            event: "sock:sock_recv_length (layout differs from sock_send_length)".into(),
+            field: "sk",
+        });
+    }
+    Ok(())
+}
+
+/// Fills the `sock:inet_sock_set_state` offsets.
+pub fn state_tracepoint(config: &mut ProbeConfig, f: &TracepointFormat) -> Result<(), LayoutError> {
+    config.state_skaddr = f.offset("skaddr", 8)?;
+    config.state_oldstate = f.offset("oldstate", 4)?;
+    config.state_newstate = f.offset("newstate", 4)?;
+    config.state_sport = f.offset("sport", 2)?;
+    config.state_dport = f.offset("dport", 2)?;
+    config.state_family = f.offset("family", 2)?;
+    config.state_protocol = f.offset("protocol", 2)?;
+    config.state_saddr = f.offset("saddr", 4)?;
+    config.state_daddr = f.offset("daddr", 4)?;
+    config.state_saddr_v6 = f.offset("saddr_v6", 16)?;
+    config.state_daddr_v6 = f.offset("daddr_v6", 16)?;
+    Ok(())
+}
+
+/// IPv6 address offsets inside `struct sock_common`, from the kernel's BTF.
+///
+/// Returns `None` (and the programs then leave IPv6 addresses of sockets
+/// that predate them to user space) when the kernel has no BTF or the
+/// members are missing (a kernel without IPv6).
+pub fn sock_v6_offsets(btf_path: &Path) -> Option<(u16, u16)> {
+    let btf = btf_rs::Btf::from_file(btf_path).ok()?;
+    let types = btf.resolve_types_by_name("sock_common").ok()?;
+    let btf_rs::Type::Struct(sock_common) = types
+        .into_iter()
+        .find(|t| matches!(t, btf_rs::Type::Struct(_)))?
+    else {
+        return None;
+    };
+    let mut daddr = None;
+    let mut rcv_saddr = None;
+    for member in &sock_common.members {
+        let Ok(name) = btf.resolve_name(member) else {
+            continue;
+        };
+        let bytes = u16::try_from(member.bit_offset() / 8).ok();
+        match name.as_str() {
+            "skc_v6_daddr" => daddr = bytes,
+            "skc_v6_rcv_saddr" => rcv_saddr = bytes,
+            _ => {}
+        }
+    }
+    Some((daddr?, rcv_saddr?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEND: &str = "name: sock_send_length
+ID: 2284
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:void * sk;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:__u16 family;\toffset:16;\tsize:2;\tsigned:0;
+\tfield:__u16 protocol;\toffset:18;\tsize:2;\tsigned:0;
+\tfield:int ret;\toffset:20;\tsize:4;\tsigned:1;
+\tfield:int flags;\toffset:24;\tsize:4;\tsigned:1;
+
+print fmt: \"sk address = %p\", REC->sk
+";
+
+    const STATE: &str = "format:
+\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;
+\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;
+\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;
+\tfield:__u16 dport;\toffset:26;\tsize:2;\tsigned:0;
+\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;
+\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;
+\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;
+\tfield:__u8 daddr[4];\toffset:36;\tsize:4;\tsigned:0;
+\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;
+\tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;
+";
+
+    #[test]
+    fn parses_length_tracepoints() {
+        let send = TracepointFormat::parse("sock:sock_send_length", SEND).unwrap();
+        let recv = TracepointFormat::parse("sock:sock_recv_length", SEND).unwrap();
+        let mut config = ProbeConfig::UNSET;
+        length_tracepoints(&mut config, &send, &recv).unwrap();
+        assert_eq!(
+            (
+                config.len_sk,
+                config.len_protocol,
+                config.len_ret,
+                config.len_flags
+            ),
+            (8, 18, 20, 24)
+        );
+    }
+
+    #[test]
+    fn parses_arrays_and_pointers() {
+        let f = TracepointFormat::parse("sock:inet_sock_set_state", STATE).unwrap();
+        let mut config = ProbeConfig::UNSET;
+        state_tracepoint(&mut config, &f).unwrap();
+        assert_eq!(config.state_skaddr, 8);
+        assert_eq!(config.state_saddr, 32);
+        assert_eq!(config.state_daddr_v6, 56);
+        assert_eq!(config.state_protocol, 30);
+    }
+
+    #[test]
+    fn rejects_missing_and_resized_fields() {
+        let old_kernel = STATE.replace(
+            "\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;\n",
+            "",
+        );
+        let f = TracepointFormat::parse("sock:inet_sock_set_state", &old_kernel).unwrap();
+        let mut config = ProbeConfig::UNSET;
+        let err = state_tracepoint(&mut config, &f).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LayoutError::MissingField {
+                    field: "protocol",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let wide = SEND.replace(
+            "int ret;\toffset:20;\tsize:4",
+            "long ret;\toffset:20;\tsize:8",
+        );
+        let f = TracepointFormat::parse("sock:sock_send_length", &wide).unwrap();
+        let err = f.offset("ret", 4).unwrap_err();
+        assert!(
+            matches!(err, LayoutError::FieldSize { size: 8, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        let err =
+            TracepointFormat::parse("x:y", "\tfield:int ret;\toffset:;\tsize:4;").unwrap_err();
+        assert!(matches!(err, LayoutError::Malformed { .. }));
+    }
+
+    #[test]
+    fn reads_this_kernels_btf_when_present() {
+        let path = Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            eprintln!("no BTF on this kernel: sock_v6_offsets returns None");
+            assert_eq!(sock_v6_offsets(path), None);
+            return;
+        }
+        let (daddr, rcv_saddr) = sock_v6_offsets(path).expect("sock_common in BTF");
+        // Past the stable 20-byte prefix, 16 bytes apart, in that order.
+        assert!(daddr >= 20, "{daddr}");
+        assert_eq!(rcv_saddr, daddr + 16);
+    }
+}

@@ -1,0 +1,130 @@
+//! Loading Planet's eBPF object and attaching the programs of one probe
+//! mode. [`load`] walks the candidate modes and returns the first that
+//! attaches, with the reason every earlier one was rejected.
+
+pub mod layout;
+pub mod probe;
+
+use aya::{Ebpf, EbpfLoader};
+use planet_common::{ProbeConfig, names};
+use thiserror::Error;
+
+pub use probe::{ModeRequest, ProbeMode};
+
+/// The eBPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/planet"));
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("this binary was built without eBPF programs (AYA_BUILD_SKIP)")]
+    NoObject,
+    #[error("probe mode {0} is not part of this build")]
+    ModeNotBuilt(ProbeMode),
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    #[error("loading the eBPF object failed")]
+    Object(#[source] aya::EbpfError),
+    #[error("eBPF program {0} is missing from the object")]
+    MissingProgram(&'static str),
+    #[error("eBPF program {program} failed to load or attach")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {0} is missing from the object")]
+    MissingMap(&'static str),
+    #[error("eBPF map {name} has an unexpected type")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot watch the close-record ring buffer")]
+    Watch(#[source] std::io::Error),
+    #[error("no probe mode could attach: {0}")]
+    NoMode(String),
+}
+
+/// Sizes of the kernel maps.
+#[derive(Clone, Copy, Debug)]
+pub struct MapLimits {
+    pub flows: u32,
+}
+
+impl Default for MapLimits {
+    fn default() -> Self {
+        Self {
+            flows: names::FLOWS_MAX_ENTRIES,
+        }
+    }
+}
+
+/// A loaded object whose programs of `mode` are attached. Dropping it
+/// detaches them.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub mode: ProbeMode,
+    /// Modes tried before `mode`, with the reason each was rejected.
+    pub rejected: Vec<(ProbeMode, String)>,
+    pub limits: MapLimits,
+}
+
+/// Loads the object and attaches the first mode of `request` that works.
+pub fn load(request: ModeRequest, limits: MapLimits) -> Result<Loaded, LoadError> {
+    if OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    raise_memlock_limit();
+    let mut rejected = Vec::new();
+    for mode in request.candidates() {
+        match load_mode(mode, limits) {
+            Ok(ebpf) => {
+                return Ok(Loaded {
+                    ebpf,
+                    mode,
+                    rejected,
+                    limits,
+                });
+            }
+            Err(err) => {
+                let reason = crate::error_chain(&err);
+                tracing::info!(%mode, %reason, "probe mode rejected");
+                rejected.push((mode, reason));
+            }
+        }
+    }
+    let summary = rejected
+        .iter()
+        .map(|(mode, reason)| format!("{mode}: {reason}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(LoadError::NoMode(summary))
+}
+
+fn load_mode(mode: ProbeMode, limits: MapLimits) -> Result<Ebpf, LoadError> {
+    let mut config = ProbeConfig::UNSET;
+    probe::prepare(mode, &mut config)?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global(names::CONFIG_GLOBAL, &config, true)
+        .map_max_entries(names::FLOWS_MAP, limits.flows)
+        .load(OBJECT)
+        .map_err(LoadError::Object)?;
+    probe::attach(mode, &mut ebpf)?;
+    Ok(ebpf)
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid, initialised rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "could not raise RLIMIT_MEMLOCK (fine on Linux 5.11+)"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The flow task: drains the eBPF maps every task interval into per-edge
+//! byte counters (see [`ledger`] for the accounting strategy).
+
+pub mod ledger;
+pub mod record;
+pub mod source;
+mod task;
+
+pub use ledger::{Direction, Edge, EdgeKey, Ledger};
+pub use record::{Counts, Flow, FlowId};
+pub use source::{KernelFlows, KernelStats};
+pub use task::{FlowTask, TASK_NAME};

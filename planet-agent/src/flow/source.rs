@@ -1,0 +1,126 @@
+//! The kernel side of the flow task: the maps of a loaded object.
+
+use std::collections::HashMap as StdHashMap;
+
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use planet_common::{ClosedFlow, FlowValue, Stat, names};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::record::Flow;
+use crate::ebpf::{LoadError, Loaded, ProbeMode};
+
+/// Counters the programs keep about what they could not account for,
+/// summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub counters: StdHashMap<StatName, u64>,
+}
+
+/// A [`Stat`] usable as a map key and metric label.
+pub type StatName = &'static str;
+
+pub fn stat_name(stat: Stat) -> StatName {
+    match stat {
+        Stat::FlowsNotTracked => "flows_not_tracked",
+        Stat::TxBytesNotTracked => "tx_bytes_not_tracked",
+        Stat::RxBytesNotTracked => "rx_bytes_not_tracked",
+        Stat::CloseRecordsLost => "close_records_lost",
+        Stat::ReadErrors => "read_errors",
+    }
+}
+
+/// Attached programs and the maps they fill.
+pub struct KernelFlows {
+    flows: HashMap<MapData, u64, FlowValue>,
+    closed: AsyncFd<RingBuf<MapData>>,
+    stats: PerCpuArray<MapData, u64>,
+    pub mode: ProbeMode,
+    pub rejected: Vec<(ProbeMode, String)>,
+    pub capacity: u32,
+    // Keeps the programs attached; dropped last.
+    _ebpf: aya::Ebpf,
+}
+
+fn take<T>(
+    ebpf: &mut aya::Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<T, aya::maps::MapError>,
+) -> Result<T, LoadError> {
+    let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
+    convert(map).map_err(|source| LoadError::Map { name, source })
+}
+
+impl KernelFlows {
+    /// Takes the maps out of a loaded object. Must run inside a tokio runtime.
+    pub fn new(loaded: Loaded) -> Result<Self, LoadError> {
+        let Loaded {
+            mut ebpf,
+            mode,
+            rejected,
+            limits,
+        } = loaded;
+        let flows = take(&mut ebpf, names::FLOWS_MAP, HashMap::try_from)?;
+        let ring = take(&mut ebpf, names::CLOSED_RING, RingBuf::try_from)?;
+        let stats = take(&mut ebpf, names::STATS_MAP, PerCpuArray::try_from)?;
+        // SAFETY: the ring owns its map fd, which stays open and unchanged
+        // until the `AsyncFd` (which owns the ring) is dropped.
+        let closed = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| LoadError::Watch(e.into()))?;
+        Ok(Self {
+            flows,
+            closed,
+            stats,
+            mode,
+            rejected,
+            capacity: limits.flows,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Waits until close records are available, then appends them to `out`.
+    pub async fn wait_closed(&mut self, out: &mut Vec<Flow>) -> std::io::Result<()> {
+        let mut guard = self.closed.readable_mut().await?;
+        read_ring(guard.get_inner_mut(), out);
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Appends any close records already in the ring to `out`, without waiting.
+    pub fn poll_closed(&mut self, out: &mut Vec<Flow>) {
+        read_ring(self.closed.get_mut(), out);
+    }
+
+    /// Walks the live-flow map. Entries that vanish during the walk are skipped.
+    pub fn live(&self) -> Vec<Flow> {
+        self.flows
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(sock, value)| Flow::from_kernel(sock, &value))
+            .collect()
+    }
+
+    pub fn stats(&self) -> KernelStats {
+        let mut counters = StdHashMap::new();
+        for stat in Stat::ALL {
+            let sum = self
+                .stats
+                .get(&stat.index(), 0)
+                .map(|per_cpu| per_cpu.iter().copied().fold(0u64, u64::wrapping_add))
+                .unwrap_or(0);
+            counters.insert(stat_name(stat), sum);
+        }
+        KernelStats { counters }
+    }
+}
+
+fn read_ring(ring: &mut RingBuf<MapData>, out: &mut Vec<Flow>) {
+    while let Some(item) = ring.next() {
+        if item.len() < size_of::<ClosedFlow>() {
+            continue;
+        }
+        // SAFETY: the kernel wrote a whole `ClosedFlow` (size checked above);
+        // read_unaligned copes with the ring's 8-byte alignment.
+        let record: ClosedFlow = unsafe { item.as_ptr().cast::<ClosedFlow>().read_unaligned() };
+        out.push(Flow::from_kernel(record.sock, &record.flow));
+    }
+}

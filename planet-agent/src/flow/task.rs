@@ -1,0 +1,106 @@
+//! The flow task's loop: collect close records as they arrive, drain the
+//! live map every interval, publish a [`FlowReport`].
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use planet_common::Origin;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::{KernelFlows, Ledger, ledger, record::Flow};
+use crate::{
+    listeners,
+    snapshot::{FlowReport, Store},
+};
+
+/// Name of this task in self-metrics.
+pub const TASK_NAME: &str = "flow";
+
+pub struct FlowTask {
+    source: KernelFlows,
+    ledger: Ledger,
+    pending: Vec<Flow>,
+    vanished_total: u64,
+    store: Arc<Store>,
+    interval: Duration,
+}
+
+impl FlowTask {
+    pub fn new(source: KernelFlows, store: Arc<Store>, interval: Duration) -> Self {
+        Self {
+            source,
+            ledger: Ledger::new(),
+            pending: Vec::new(),
+            vanished_total: 0,
+            store,
+            interval,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => self.drain(),
+                ready = self.source.wait_closed(&mut self.pending) => {
+                    if let Err(err) = ready {
+                        tracing::error!(error = %err, "close-record ring buffer failed; draining on the interval only");
+                        self.store.task_ran(TASK_NAME, false, Duration::ZERO);
+                        tokio::time::sleep(self.interval).await;
+                    }
+                }
+            }
+        }
+        // Credit what is pending so a final scrape during shutdown sees it.
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        let started = Instant::now();
+        self.source.poll_closed(&mut self.pending);
+        let closed = std::mem::take(&mut self.pending);
+        let live = self.source.live();
+        let needs_listeners = closed
+            .iter()
+            .chain(&live)
+            .any(|f| f.origin == Origin::Unknown);
+        let listening = if needs_listeners {
+            listeners::listening_ports().unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot read listening ports; flows that predate the agent count as upstream");
+                Default::default()
+            })
+        } else {
+            Default::default()
+        };
+        let stats = self
+            .ledger
+            .drain(closed, live, |port| listening.contains(&port));
+        self.vanished_total += stats.vanished as u64;
+        let edges = self.ledger.edges();
+        let report = Arc::new(FlowReport {
+            traffic: ledger::traffic_by_remote(&edges),
+            edges,
+            kernel: self.source.stats(),
+            live_flows: stats.live,
+            capacity: self.source.capacity,
+            vanished_total: self.vanished_total,
+        });
+        self.store.update(|s| s.flows = report.clone());
+        let elapsed = started.elapsed();
+        tracing::debug!(
+            closed = stats.closed,
+            live = stats.live,
+            vanished = stats.vanished,
+            edges = report.edges.len(),
+            ?elapsed,
+            "flow drain"
+        );
+        self.store.task_ran(TASK_NAME, true, elapsed);
+    }
+}

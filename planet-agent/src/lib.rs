@@ -1,0 +1,40 @@
+//! planet-agent: tells a Linux host its network dependencies.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! kernel programs (planet-agent-ebpf) ─► bounded maps ─► flow task (drain each interval)
+//!                                                           │
+//!                                                           ▼
+//!                     /metrics ◄─ SnapshotCollector ◄─ snapshot::Store (one immutable snapshot)
+//! ```
+//!
+//! - [`ebpf`]: load the object, measure kernel layouts, attach one probe mode.
+//! - [`flow`]: drain the maps into per-edge cumulative byte counters.
+//! - [`snapshot`]: the immutable snapshot tasks publish and scrapes read.
+//! - [`metrics`]: render the snapshot as Prometheus families.
+//! - [`http`]: `/metrics` and the landing page.
+//! - [`cli`], [`app`]: flags and wiring.
+
+pub mod app;
+pub mod cli;
+pub mod ebpf;
+pub mod flow;
+pub mod go_duration;
+pub mod http;
+pub mod listeners;
+pub mod logging;
+pub mod metrics;
+pub mod snapshot;
+
+/// `err` and its causes on one line: "a: b: c".
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

@@ -1,0 +1,147 @@
+//! The one immutable snapshot scrapes read.
+//!
+//! Tasks publish their results into the [`Store`]; each publish swaps in a
+//! new [`Snapshot`] (copy-on-write of a few `Arc`s). A scrape loads the
+//! current snapshot without locks and renders it; it never touches the
+//! kernel or the file system.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use arc_swap::ArcSwap;
+
+use crate::{
+    ebpf::ProbeMode,
+    flow::{Counts, Edge, KernelStats},
+};
+
+/// Result of the most recent flow drain.
+#[derive(Clone, Debug, Default)]
+pub struct FlowReport {
+    /// Cumulative bytes per edge, sorted.
+    pub edges: Vec<Edge>,
+    /// Cumulative bytes per remote address (over all edges), sorted.
+    pub traffic: Vec<(IpAddr, Counts)>,
+    /// What the programs could not account for.
+    pub kernel: KernelStats,
+    /// Live flows in the kernel map at the last drain.
+    pub live_flows: usize,
+    /// Capacity of the kernel flow map.
+    pub capacity: u32,
+    /// Flows that disappeared without a close record, since start.
+    pub vanished_total: u64,
+}
+
+/// State of the in-process eBPF programs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ProbeState {
+    /// `-task-flow-enabled=false`.
+    #[default]
+    Disabled,
+    Attached {
+        mode: ProbeMode,
+        rejected: Vec<(ProbeMode, String)>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// Outcome of a task's runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskStatus {
+    pub last_success: bool,
+    pub last_duration: Duration,
+    pub last_run: SystemTime,
+    pub runs: u64,
+    pub failures: u64,
+}
+
+/// Everything `/metrics` shows, as of the last publish.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub flows: Arc<FlowReport>,
+    pub probe: ProbeState,
+    pub tasks: BTreeMap<&'static str, TaskStatus>,
+}
+
+/// Holder of the current snapshot.
+#[derive(Debug, Default)]
+pub struct Store {
+    current: ArcSwap<Snapshot>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Publishes a new snapshot derived from the current one.
+    pub fn update(&self, change: impl Fn(&mut Snapshot)) {
+        self.current.rcu(|current| {
+            let mut next = Snapshot::clone(current);
+            change(&mut next);
+            next
+        });
+    }
+
+    /// Records one run of `task`.
+    pub fn task_ran(&self, task: &'static str, success: bool, duration: Duration) {
+        let now = SystemTime::now();
+        self.update(|s| {
+            let status = s.tasks.entry(task).or_insert(TaskStatus {
+                last_success: success,
+                last_duration: duration,
+                last_run: now,
+                runs: 0,
+                failures: 0,
+            });
+            status.last_success = success;
+            status.last_duration = duration;
+            status.last_run = now;
+            status.runs += 1;
+            if !success {
+                status.failures += 1;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_runs_accumulate() {
+        let store = Store::new();
+        store.task_ran("flow", true, Duration::from_millis(3));
+        store.task_ran("flow", false, Duration::from_millis(5));
+        let snap = store.load();
+        let status = &snap.tasks["flow"];
+        assert!(!status.last_success);
+        assert_eq!(status.runs, 2);
+        assert_eq!(status.failures, 1);
+        assert_eq!(status.last_duration, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn earlier_snapshots_are_immutable() {
+        let store = Store::new();
+        let before = store.load();
+        store.update(|s| s.probe = ProbeState::Failed { reason: "x".into() });
+        assert_eq!(before.probe, ProbeState::Disabled);
+        assert_eq!(
+            store.load().probe,
+            ProbeState::Failed { reason: "x".into() }
+        );
+    }
+}

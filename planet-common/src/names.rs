@@ -1,0 +1,26 @@
+//! Names of maps, programs and globals: the contract between the eBPF object
+//! and the loader. Each name appears only here.
+
+/// Live TCP flows: `HashMap<u64 /* struct sock * */, FlowValue>`.
+pub const FLOWS_MAP: &str = "PLANET_FLOWS";
+/// Final counters of flows that closed: `RingBuf` of [`crate::ClosedFlow`].
+pub const CLOSED_RING: &str = "PLANET_CLOSED";
+/// Per-CPU event counters indexed by [`crate::Stat`].
+pub const STATS_MAP: &str = "PLANET_STATS";
+/// Global holding the [`crate::ProbeConfig`] the loader computed for the running kernel.
+pub const CONFIG_GLOBAL: &str = "PLANET_CONFIG";
+
+/// Default capacity of [`FLOWS_MAP`]; the loader may change it before load.
+pub const FLOWS_MAX_ENTRIES: u32 = 65_536;
+/// Default size of [`CLOSED_RING`] in bytes (a power of two, page aligned).
+pub const CLOSED_RING_BYTES: u32 = 4 << 20;
+
+/// Programs of the `tracepoint` probe mode.
+pub mod tracepoint {
+    /// `sock:sock_send_length`: bytes a `sendmsg` family call returned.
+    pub const SEND: &str = "planet_tp_send";
+    /// `sock:sock_recv_length`: bytes a `recvmsg` family call returned.
+    pub const RECV: &str = "planet_tp_recv";
+    /// `sock:inet_sock_set_state`: open, accept and close of TCP sockets.
+    pub const STATE: &str = "planet_tp_state";
+}
