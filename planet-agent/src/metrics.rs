@@ -159,7 +159,20 @@ const READ_ERRORS: Spec = Spec {
     labels: &[],
 };
 
-const SPECS: [&Spec; 19] = [
+const PROGRAM_RUNS: Spec = Spec {
+    name: "planet_flow_program_runs_total",
+    help: "Times each attached eBPF program ran (kernel BPF statistics)",
+    kind: MetricType::COUNTER,
+    labels: &["program"],
+};
+const PROGRAM_RUN_SECONDS: Spec = Spec {
+    name: "planet_flow_program_run_seconds_total",
+    help: "Time spent in each attached eBPF program (kernel BPF statistics)",
+    kind: MetricType::COUNTER,
+    labels: &["program"],
+};
+
+const SPECS: [&Spec; 21] = [
     &TRAFFIC,
     &UPSTREAM_BYTES,
     &DOWNSTREAM_BYTES,
@@ -179,6 +192,8 @@ const SPECS: [&Spec; 19] = [
     &CLOSE_RECORDS_LOST,
     &VANISHED,
     &READ_ERRORS,
+    &PROGRAM_RUNS,
+    &PROGRAM_RUN_SECONDS,
 ];
 
 /// A family under construction.
@@ -338,6 +353,13 @@ fn render_flows(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         f.push(&[], value);
         f.finish()
     };
+    let mut runs = Family::new(&PROGRAM_RUNS);
+    let mut run_seconds = Family::new(&PROGRAM_RUN_SECONDS);
+    for program in &report.programs {
+        runs.push(&[&program.name], program.runs as f64);
+        run_seconds.push(&[&program.name], program.run_time.as_secs_f64());
+    }
+    out.extend([runs, run_seconds].into_iter().filter_map(Family::finish));
     let mut untracked_bytes = Family::new(&UNTRACKED_BYTES);
     untracked_bytes.push(&["egress"], stat("tx_bytes_not_tracked"));
     untracked_bytes.push(&["ingress"], stat("rx_bytes_not_tracked"));

@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::{
     ebpf::ProbeMode,
-    flow::{Counts, Edge, KernelStats},
+    flow::{Counts, Edge, KernelStats, ProgramStats},
 };
 
 /// Result of the most recent flow drain.
@@ -28,6 +28,8 @@ pub struct FlowReport {
     pub traffic: Vec<(IpAddr, Counts)>,
     /// What the programs could not account for.
     pub kernel: KernelStats,
+    /// Run statistics of the attached programs.
+    pub programs: Vec<ProgramStats>,
     /// Live flows in the kernel map at the last drain.
     pub live_flows: usize,
     /// Capacity of the kernel flow map.

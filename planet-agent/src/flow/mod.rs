@@ -8,5 +8,5 @@ mod task;
 
 pub use ledger::{Direction, Edge, EdgeKey, Ledger};
 pub use record::{Counts, Flow, FlowId};
-pub use source::{KernelFlows, KernelStats};
+pub use source::{KernelFlows, KernelStats, ProgramStats};
 pub use task::{FlowTask, TASK_NAME};

@@ -16,6 +16,15 @@ pub struct KernelStats {
     pub counters: StdHashMap<StatName, u64>,
 }
 
+/// Run count and cumulative run time of one attached program (kernel BPF
+/// statistics, enabled by the agent while it runs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    pub runs: u64,
+    pub run_time: std::time::Duration,
+}
+
 /// A [`Stat`] usable as a map key and metric label.
 pub type StatName = &'static str;
 
@@ -37,8 +46,10 @@ pub struct KernelFlows {
     pub mode: ProbeMode,
     pub rejected: Vec<(ProbeMode, String)>,
     pub capacity: u32,
+    // While held, the kernel accounts run time and count per program.
+    _stats_enabled: Option<std::os::fd::OwnedFd>,
     // Keeps the programs attached; dropped last.
-    _ebpf: aya::Ebpf,
+    ebpf: aya::Ebpf,
 }
 
 fn take<T>(
@@ -73,7 +84,8 @@ impl KernelFlows {
             mode,
             rejected,
             capacity: limits.flows,
-            _ebpf: ebpf,
+            _stats_enabled: enable_run_time_stats(),
+            ebpf,
         })
     }
 
@@ -110,6 +122,35 @@ impl KernelFlows {
             counters.insert(stat_name(stat), sum);
         }
         KernelStats { counters }
+    }
+
+    /// Run statistics of the attached programs.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        let mut out: Vec<ProgramStats> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some(ProgramStats {
+                    name: name.to_owned(),
+                    runs: info.run_count(),
+                    run_time: info.run_time(),
+                })
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+/// Asks the kernel to account program run time (BPF_ENABLE_STATS, 5.8+).
+fn enable_run_time_stats() -> Option<std::os::fd::OwnedFd> {
+    match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => Some(fd),
+        Err(err) => {
+            tracing::info!(error = %err, "kernel BPF run-time statistics unavailable");
+            None
+        }
     }
 }
 

@@ -87,6 +87,7 @@ impl FlowTask {
             traffic: ledger::traffic_by_remote(&edges),
             edges,
             kernel: self.source.stats(),
+            programs: self.source.program_stats(),
             live_flows: stats.live,
             capacity: self.source.capacity,
             vanished_total: self.vanished_total,
