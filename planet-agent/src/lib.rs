@@ -22,6 +22,7 @@ pub mod ebpf;
 pub mod flow;
 pub mod go_duration;
 pub mod http;
+pub mod inventory;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;

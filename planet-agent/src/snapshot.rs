@@ -15,6 +15,7 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
+    inventory::{Inventory, InventoryStatus},
     ebpf::ProbeMode,
     flow::{Counts, Edge, KernelStats, ProgramStats},
 };
@@ -69,6 +70,10 @@ pub struct Snapshot {
     pub flows: Arc<FlowReport>,
     pub probe: ProbeState,
     pub tasks: BTreeMap<&'static str, TaskStatus>,
+    /// The inventory in use (empty until the first successful fetch).
+    pub inventory: Arc<Inventory>,
+    /// `None` while the inventory task is disabled.
+    pub inventory_status: Option<InventoryStatus>,
 }
 
 /// Holder of the current snapshot.
