@@ -14,6 +14,7 @@ const EBPF_PACKAGE: &str = "planet-agent-ebpf";
 const EBPF_BINARY: &str = "planet";
 
 fn main() -> anyhow::Result<()> {
+    build_metadata();
     let metadata = MetadataCommand::new()
         .no_deps()
         .exec()
@@ -56,4 +57,37 @@ fn main() -> anyhow::Result<()> {
         }],
         aya_build::Toolchain::default(),
     )
+}
+
+/// Version metadata for `planet_exporter_build_info`.
+fn build_metadata() {
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned())
+    };
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    println!(
+        "cargo:rustc-env=PLANET_GIT_REVISION={}",
+        run("git", &["rev-parse", "--short", "HEAD"])
+    );
+    println!(
+        "cargo:rustc-env=PLANET_GIT_BRANCH={}",
+        run("git", &["rev-parse", "--abbrev-ref", "HEAD"])
+    );
+    println!(
+        "cargo:rustc-env=PLANET_RUSTC_VERSION={}",
+        run(&rustc, &["-V"])
+    );
+    if let Ok(head) = std::fs::read_to_string("../.git/HEAD") {
+        println!("cargo:rerun-if-changed=../.git/HEAD");
+        if let Some(reference) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=../.git/{reference}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use planet_common::{
 
 use crate::{
     config::layout,
-    maps::{PLANET_CLOSED, PLANET_FLOWS, bump},
+    maps::{PLANET_CLOSED, PLANET_CLOSING, PLANET_FLOWS, bump},
 };
 
 /// `BPF_NOEXIST`: insert only if the key is absent.
@@ -37,8 +37,15 @@ pub fn account(sk: u64, dir: Dir, bytes: u64) {
         add(value, dir, bytes);
         return;
     }
+    // Bytes read after the socket reached TCP_CLOSE (the peer's data and FIN
+    // arrived before the owner read them) belong to the flow that closed.
+    // SAFETY: pointer from a successful lookup; FlowMeta is plain data.
+    let meta = match PLANET_CLOSING.get_ptr(sk) {
+        Some(closed) => unsafe { *closed },
+        None => read_sock_meta(sk),
+    };
     let mut value = FlowValue {
-        meta: read_sock_meta(sk),
+        meta,
         first_seen_ns: now(),
         tx_bytes: 0,
         rx_bytes: 0,
@@ -59,27 +66,32 @@ pub fn account(sk: u64, dir: Dir, bytes: u64) {
     }
 }
 
+/// How a lifecycle event relates to an entry that may already exist.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Birth {
+    /// `connect()` or a new child socket: any existing entry for this
+    /// address belongs to an earlier socket whose memory was reused.
+    New,
+    /// The handshake of an accepted socket completed: an existing entry is
+    /// this same connection (created at `SYN_RECV`).
+    Established,
+}
+
 /// Records that `sk` started a connection of the given origin.
 ///
 /// `owned_by_current` is true where the hook runs in the owning task
 /// (`connect()`); accepted sockets are born in softirq context and get
 /// their owner on the first send or receive.
 #[inline(always)]
-pub fn open(sk: u64, mut meta: FlowMeta, origin: Origin, owned_by_current: bool) {
-    if let Some(existing) = PLANET_FLOWS.get_ptr_mut(sk) {
-        // SAFETY: pointer from a successful lookup of a live entry.
-        let existing = unsafe { &mut *existing };
-        if origin == Origin::Connected {
-            // A new connect on a socket we still track: the old flow ended
-            // without us seeing its close. Report it before starting over.
-            close(sk);
-        } else {
-            if existing.meta.origin == Origin::Unknown as u8 {
-                existing.meta.origin = origin as u8;
-            }
+pub fn open(sk: u64, mut meta: FlowMeta, origin: Origin, birth: Birth, owned_by_current: bool) {
+    if PLANET_FLOWS.get_ptr(sk).is_some() {
+        if birth == Birth::Established {
             return;
         }
+        // The old flow ended without us seeing it go: report it first.
+        close(sk);
     }
+    let _ = PLANET_CLOSING.remove(sk);
     meta.origin = origin as u8;
     if owned_by_current {
         set_owner(&mut meta);
@@ -93,6 +105,25 @@ pub fn open(sk: u64, mut meta: FlowMeta, origin: Origin, owned_by_current: bool)
     if PLANET_FLOWS.insert(sk, value, BPF_NOEXIST).is_err() && PLANET_FLOWS.get_ptr(sk).is_none() {
         bump(Stat::FlowsNotTracked, 1);
     }
+}
+
+/// The socket reached `TCP_CLOSE`: emit its counters, but remember its
+/// identity in case its owner still reads queued bytes.
+#[inline(always)]
+pub fn closing(sk: u64) {
+    if let Some(value) = PLANET_FLOWS.get_ptr(sk) {
+        // SAFETY: pointer from a successful lookup; FlowMeta is plain data.
+        let meta = unsafe { (*value).meta };
+        let _ = PLANET_CLOSING.insert(sk, meta, 0);
+    }
+    close(sk);
+}
+
+/// The socket is being freed: emit whatever is left and forget it.
+#[inline(always)]
+pub fn destroyed(sk: u64) {
+    close(sk);
+    let _ = PLANET_CLOSING.remove(sk);
 }
 
 /// Emits the final counters of `sk`'s flow and forgets it.

@@ -3,11 +3,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use planet_common::{
-    FlowValue, Stat,
-    names::{CLOSED_RING_BYTES, FLOWS_MAX_ENTRIES},
+    FlowMeta, FlowValue, Stat,
+    names::{CLOSED_RING_BYTES, CLOSING_MAX_ENTRIES, FLOWS_MAX_ENTRIES},
 };
 
 /// Live flows keyed by `struct sock *`. See `planet_common::names::FLOWS_MAP`.
@@ -17,6 +17,12 @@ pub static PLANET_FLOWS: HashMap<u64, FlowValue> = HashMap::with_max_entries(FLO
 /// Final counters of closed flows. See `planet_common::names::CLOSED_RING`.
 #[map]
 pub static PLANET_CLOSED: RingBuf = RingBuf::with_byte_size(CLOSED_RING_BYTES, 0);
+
+/// Identity of sockets past `TCP_CLOSE` whose owner may still read queued
+/// bytes. See `planet_common::names::CLOSING_MAP`.
+#[map]
+pub static PLANET_CLOSING: LruHashMap<u64, FlowMeta> =
+    LruHashMap::with_max_entries(CLOSING_MAX_ENTRIES, 0);
 
 /// Per-CPU counters of what could not be accounted for.
 #[map]

@@ -10,7 +10,7 @@ use planet_common::{AF_INET, AF_INET6, FlowMeta, IPPROTO_TCP, MSG_PEEK, Origin, 
 
 use crate::{
     config::layout,
-    flow::{self, Dir},
+    flow::{self, Birth, Dir},
 };
 
 #[tracepoint]
@@ -68,15 +68,30 @@ fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
     let old: i32 = field(ctx, layout!(state_oldstate))?;
     let new: i32 = field(ctx, layout!(state_newstate))?;
     match new {
-        tcp_state::SYN_SENT => flow::open(sk, endpoints(ctx)?, Origin::Connected, true),
-        tcp_state::SYN_RECV => flow::open(sk, endpoints(ctx)?, Origin::Accepted, false),
-        tcp_state::ESTABLISHED if old == tcp_state::SYN_RECV => {
-            flow::open(sk, endpoints(ctx)?, Origin::Accepted, false)
-        }
-        tcp_state::CLOSE => flow::close(sk),
+        tcp_state::SYN_SENT => flow::open(sk, endpoints(ctx)?, Origin::Connected, Birth::New, true),
+        tcp_state::SYN_RECV => flow::open(sk, endpoints(ctx)?, Origin::Accepted, Birth::New, false),
+        tcp_state::ESTABLISHED if old == tcp_state::SYN_RECV => flow::open(
+            sk,
+            endpoints(ctx)?,
+            Origin::Accepted,
+            Birth::Established,
+            false,
+        ),
+        tcp_state::CLOSE => flow::closing(sk),
         _ => {}
     }
     Ok(())
+}
+
+#[tracepoint]
+pub fn planet_tp_destroy(ctx: TracePointContext) -> u32 {
+    let offset = layout!(destroy_skaddr);
+    if offset != 0
+        && let Ok(sk) = field::<u64>(&ctx, offset)
+    {
+        flow::destroyed(sk);
+    }
+    0
 }
 
 /// The socket's endpoints as the tracepoint reports them (ports in host order).

@@ -10,8 +10,11 @@ use crate::{
     cli::Cli,
     ebpf::{self, MapLimits},
     flow::{self, FlowTask, KernelFlows},
-    http, metrics,
+    http,
+    inventory::{self, InventoryConfig, InventoryTask},
+    local_addr, metrics,
     snapshot::{ProbeState, Store},
+    socket_table::SocketTableTask,
 };
 
 /// Runs the agent until a termination signal.
@@ -36,13 +39,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             flows: cli.task_flow_max_flows,
         };
         let (mode, interval) = (cli.task_flow_mode, cli.task_interval);
+        let derive = !cli.task_socketstat_enabled;
         tasks.spawn(async move {
             if let Some(task) = start_flow_task(mode, limits, interval, store).await {
-                task.run(shutdown).await;
+                task.deriving_dependencies(derive).run(shutdown).await;
             }
         });
     } else {
         tracing::info!("flow task disabled (-task-flow-enabled=false)");
+    }
+    if cli.task_inventory_enabled {
+        let format = cli.task_inventory_format.parse().unwrap_or_else(|err| {
+            tracing::warn!(%err, "unsupported inventory format, falling back to arrayjson");
+            inventory::Format::ArrayJson
+        });
+        tracing::info!(format = format.as_str(), addr = %cli.task_inventory_addr, "inventory task enabled");
+        let mut config = InventoryConfig::new(
+            cli.task_inventory_addr.clone(),
+            format,
+            cli.inventory_interval(),
+        );
+        config.timeout = cli.task_inventory_timeout;
+        config.max_bytes = cli.task_inventory_max_bytes;
+        tasks.spawn(InventoryTask::new(config).run(store.clone(), shutdown.clone()));
+    }
+    if cli.task_socketstat_enabled {
+        let task = SocketTableTask {
+            store: store.clone(),
+            interval: cli.task_interval,
+            local_override: cli.local_address,
+            proc_root: "/proc".into(),
+        };
+        tasks.spawn(task.run(shutdown.clone()));
+    } else {
+        // Without the socket table, the host's address still names flows.
+        let local_ip = cli.local_address.or_else(local_addr::detect);
+        store.update(|s| s.local_ip = local_ip);
     }
 
     tasks.spawn(cancel_on_signal(shutdown.clone()));
@@ -106,10 +138,8 @@ async fn start_flow_task(
 /// Tasks whose flags planet-exporter had and that this build does not run yet.
 fn report_pending_tasks(cli: &Cli) {
     for (enabled, task) in [
-        (cli.task_socketstat_enabled, "socketstat"),
         (cli.task_darkstat_enabled, "darkstat"),
         (cli.task_ebpf_enabled, "ebpf (external ebpf_exporter)"),
-        (cli.task_inventory_enabled, "inventory"),
     ] {
         if enabled {
             tracing::warn!(

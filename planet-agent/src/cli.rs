@@ -4,7 +4,7 @@
 
 use std::{ffi::OsString, net::SocketAddr, time::Duration};
 
-use clap::{ArgAction, CommandFactory, Parser, builder::BoolishValueParser};
+use clap::{ArgAction, Parser, builder::BoolishValueParser};
 
 use crate::{ebpf::ModeRequest, go_duration};
 
@@ -95,6 +95,22 @@ pub struct Cli {
     /// Inventory format to parse the returned inventory data (arrayjson or ndjson)
     #[arg(long, default_value = "arrayjson", value_name = "FORMAT")]
     pub task_inventory_format: String,
+
+    /// Interval between inventory refreshes (Go duration; default 25 × task interval)
+    #[arg(long, value_parser = parse_interval, value_name = "DURATION")]
+    pub task_inventory_interval: Option<Duration>,
+
+    /// Time limit for one inventory fetch, connect to last byte (Go duration)
+    #[arg(long, default_value = "10s", value_parser = parse_interval, value_name = "DURATION")]
+    pub task_inventory_timeout: Duration,
+
+    /// Largest inventory body accepted, in bytes
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    pub task_inventory_max_bytes: usize,
+
+    /// This host's own address, instead of the default-route interface's
+    #[arg(long, value_name = "IP")]
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 fn parse_log_level(s: &str) -> Result<tracing::Level, String> {
@@ -117,6 +133,13 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
+    /// The inventory refresh interval: the flag, or 25 × the task interval
+    /// as in planet-exporter.
+    pub fn inventory_interval(&self) -> Duration {
+        self.task_inventory_interval
+            .unwrap_or(self.task_interval * 25)
+    }
+
     /// Parses the process arguments, accepting Go-style single-dash flags.
     pub fn parse_go_style() -> Self {
         Self::parse_from(go_style_args(std::env::args_os()))
@@ -132,28 +155,18 @@ impl Cli {
     }
 }
 
-/// Rewrites `-long-flag[=v]` to `--long-flag[=v]` for the flags this
-/// command knows, so Go users' command lines keep working. Other arguments
-/// (values, `--` and what follows) are left alone.
+/// Rewrites Go-style `-long-flag[=v]` to `--long-flag[=v]`, so Go users'
+/// command lines keep working (and unknown ones are reported by their full
+/// name). Short flags (`-h`), values and everything after `--` are left alone.
 pub fn go_style_args<I, T>(args: I) -> Vec<OsString>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
-    let command = Cli::command();
-    let known: Vec<&str> = command
-        .get_arguments()
-        .filter_map(|a| a.get_long())
-        .chain(["help"])
-        .collect();
     let mut out = Vec::new();
     let mut passthrough = false;
     for arg in args.into_iter().map(Into::into) {
-        if passthrough {
-            out.push(arg);
-            continue;
-        }
-        if arg == "--" {
+        if passthrough || arg == "--" {
             passthrough = true;
             out.push(arg);
             continue;
@@ -161,8 +174,7 @@ where
         let rewritten = arg.to_str().and_then(|s| {
             let body = s.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
             let name = body.split('=').next()?;
-            known
-                .contains(&name)
+            (name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic()))
                 .then(|| OsString::from(format!("-{s}")))
         });
         out.push(rewritten.unwrap_or(arg));
@@ -178,6 +190,8 @@ mod tests {
         Cli::try_parse_go_style(std::iter::once("planet-agent").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
+
+    use clap::CommandFactory;
 
     #[test]
     fn cli_is_well_formed() {
@@ -198,6 +212,9 @@ mod tests {
         assert_eq!(cli.log_level, tracing::Level::INFO);
         assert!(cli.task_flow_enabled);
         assert_eq!(cli.task_flow_mode, ModeRequest::Auto);
+        assert_eq!(cli.inventory_interval(), Duration::from_secs(175));
+        assert_eq!(cli.task_inventory_timeout, Duration::from_secs(10));
+        assert_eq!(cli.local_address, None);
     }
 
     #[test]
@@ -212,7 +229,12 @@ mod tests {
             "WARNING",
             "-task-flow-mode",
             "tracepoint",
+            "-local-address",
+            "fd00::5",
+            "-task-inventory-interval=1m",
         ]);
+        assert_eq!(cli.local_address, Some("fd00::5".parse().unwrap()));
+        assert_eq!(cli.inventory_interval(), Duration::from_secs(60));
         assert_eq!(cli.task_interval, Duration::from_secs(90));
         assert!(!cli.task_flow_enabled);
         assert_eq!(cli.listen_address, "127.0.0.1:9999".parse().unwrap());
@@ -249,6 +271,13 @@ mod tests {
             let argv = std::iter::once("planet-agent").chain(args.iter().copied());
             assert!(Cli::try_parse_go_style(argv).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn unknown_flags_are_named_in_full() {
+        let argv = ["planet-agent", "-no-such-flag"];
+        let err = Cli::try_parse_go_style(argv).unwrap_err().to_string();
+        assert!(err.contains("--no-such-flag"), "{err}");
     }
 
     #[test]

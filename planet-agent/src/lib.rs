@@ -18,15 +18,18 @@
 
 pub mod app;
 pub mod cli;
+pub mod dependencies;
 pub mod ebpf;
 pub mod flow;
 pub mod go_duration;
 pub mod http;
 pub mod inventory;
 pub mod listeners;
+pub mod local_addr;
 pub mod logging;
 pub mod metrics;
 pub mod snapshot;
+pub mod socket_table;
 
 /// `err` and its causes on one line: "a: b: c".
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

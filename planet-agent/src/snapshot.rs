@@ -15,9 +15,10 @@ use std::{
 use arc_swap::ArcSwap;
 
 use crate::{
-    inventory::{Inventory, InventoryStatus},
+    dependencies::{Dependencies, ObservedConnection},
     ebpf::ProbeMode,
     flow::{Counts, Edge, KernelStats, ProgramStats},
+    inventory::{Inventory, InventoryStatus},
 };
 
 /// Result of the most recent flow drain.
@@ -37,6 +38,9 @@ pub struct FlowReport {
     pub capacity: u32,
     /// Flows that disappeared without a close record, since start.
     pub vanished_total: u64,
+    /// Connections seen at the last drain (live) or closed during the last
+    /// two drains, for the dependency merge.
+    pub observed: Vec<ObservedConnection>,
 }
 
 /// State of the in-process eBPF programs.
@@ -74,6 +78,10 @@ pub struct Snapshot {
     pub inventory: Arc<Inventory>,
     /// `None` while the inventory task is disabled.
     pub inventory_status: Option<InventoryStatus>,
+    /// `planet_upstream`, `planet_downstream`, `planet_server_process`.
+    pub dependencies: Arc<Dependencies>,
+    /// This host's address (routing table or `-local-address`).
+    pub local_ip: Option<IpAddr>,
 }
 
 /// Holder of the current snapshot.

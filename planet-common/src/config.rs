@@ -37,7 +37,9 @@ pub struct ProbeConfig {
     pub sock_v6_daddr: u16,
     /// `struct sock_common`: `skc_v6_rcv_saddr` (0 = unknown).
     pub sock_v6_rcv_saddr: u16,
-    pub _reserved: [u16; 3],
+    /// `tcp:tcp_destroy_sock`: `skaddr` (0 = event not used).
+    pub destroy_skaddr: u16,
+    pub _reserved: [u16; 2],
 }
 const _: () = assert!(size_of::<ProbeConfig>() == 40);
 
@@ -61,7 +63,8 @@ impl ProbeConfig {
         state_daddr_v6: 0,
         sock_v6_daddr: 0,
         sock_v6_rcv_saddr: 0,
-        _reserved: [0; 3],
+        destroy_skaddr: 0,
+        _reserved: [0; 2],
     };
 }
 

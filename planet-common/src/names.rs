@@ -5,6 +5,11 @@
 pub const FLOWS_MAP: &str = "PLANET_FLOWS";
 /// Final counters of flows that closed: `RingBuf` of [`crate::ClosedFlow`].
 pub const CLOSED_RING: &str = "PLANET_CLOSED";
+/// Identity of sockets that reached `TCP_CLOSE` but may still be read by
+/// their owner: `LruHashMap<u64 /* struct sock * */, FlowMeta>`.
+pub const CLOSING_MAP: &str = "PLANET_CLOSING";
+/// Capacity of [`CLOSING_MAP`].
+pub const CLOSING_MAX_ENTRIES: u32 = 16_384;
 /// Per-CPU event counters indexed by [`crate::Stat`].
 pub const STATS_MAP: &str = "PLANET_STATS";
 /// Global holding the [`crate::ProbeConfig`] the loader computed for the running kernel.
@@ -23,4 +28,6 @@ pub mod tracepoint {
     pub const RECV: &str = "planet_tp_recv";
     /// `sock:inet_sock_set_state`: open, accept and close of TCP sockets.
     pub const STATE: &str = "planet_tp_state";
+    /// `tcp:tcp_destroy_sock`: the socket is freed (optional).
+    pub const DESTROY: &str = "planet_tp_destroy";
 }

@@ -210,6 +210,15 @@ pub fn state_tracepoint(config: &mut ProbeConfig, f: &TracepointFormat) -> Resul
     Ok(())
 }
 
+/// Fills the optional `tcp:tcp_destroy_sock` offset.
+pub fn destroy_tracepoint(
+    config: &mut ProbeConfig,
+    f: &TracepointFormat,
+) -> Result<(), LayoutError> {
+    config.destroy_skaddr = f.offset("skaddr", 8)?;
+    Ok(())
+}
+
 /// IPv6 address offsets inside `struct sock_common`, from the kernel's BTF.
 ///
 /// Returns `None` (and the programs then leave IPv6 addresses of sockets

@@ -110,7 +110,7 @@ fn load_mode(mode: ProbeMode, limits: MapLimits) -> Result<Ebpf, LoadError> {
         .map_max_entries(names::FLOWS_MAP, limits.flows)
         .load(OBJECT)
         .map_err(LoadError::Object)?;
-    probe::attach(mode, &mut ebpf)?;
+    probe::attach(mode, &config, &mut ebpf)?;
     Ok(ebpf)
 }
 

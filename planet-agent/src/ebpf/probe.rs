@@ -84,6 +84,16 @@ pub fn prepare(mode: ProbeMode, config: &mut ProbeConfig) -> Result<(), LoadErro
             layout::length_tracepoints(config, &send, &recv)?;
             let state = layout::read_format(&tracefs, "sock", "inet_sock_set_state")?;
             layout::state_tracepoint(config, &state)?;
+            // Optional: frees sockets that were read after TCP_CLOSE.
+            match layout::read_format(&tracefs, "tcp", "tcp_destroy_sock")
+                .and_then(|f| layout::destroy_tracepoint(config, &f))
+            {
+                Ok(()) => {}
+                Err(err) => tracing::info!(
+                    reason = %err,
+                    "tcp:tcp_destroy_sock unusable; sockets read after close stay in the flow map until their memory is reused"
+                ),
+            }
         }
         ProbeMode::Fentry | ProbeMode::Kprobe => {
             return Err(LoadError::ModeNotBuilt(mode));
@@ -98,14 +108,18 @@ pub fn prepare(mode: ProbeMode, config: &mut ProbeConfig) -> Result<(), LoadErro
 }
 
 /// Loads and attaches the programs of `mode` in a loaded object.
-pub fn attach(mode: ProbeMode, ebpf: &mut Ebpf) -> Result<(), LoadError> {
+pub fn attach(mode: ProbeMode, config: &ProbeConfig, ebpf: &mut Ebpf) -> Result<(), LoadError> {
     match mode {
         ProbeMode::Tracepoint => {
-            for (program, category, event) in [
+            let mut programs = vec![
                 (names::tracepoint::STATE, "sock", "inet_sock_set_state"),
                 (names::tracepoint::SEND, "sock", "sock_send_length"),
                 (names::tracepoint::RECV, "sock", "sock_recv_length"),
-            ] {
+            ];
+            if config.destroy_skaddr != 0 {
+                programs.push((names::tracepoint::DESTROY, "tcp", "tcp_destroy_sock"));
+            }
+            for (program, category, event) in programs {
                 let tp: &mut TracePoint = ebpf
                     .program_mut(program)
                     .ok_or(LoadError::MissingProgram(program))?

@@ -2,6 +2,7 @@
 //! live map every interval, publish a [`FlowReport`].
 
 use std::{
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -12,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{KernelFlows, Ledger, ledger, record::Flow};
 use crate::{
+    dependencies::{self, ObservedConnection},
     listeners,
     snapshot::{FlowReport, Store},
+    socket_table::SocketTable,
 };
 
 /// Name of this task in self-metrics.
@@ -24,6 +27,11 @@ pub struct FlowTask {
     ledger: Ledger,
     pending: Vec<Flow>,
     vanished_total: u64,
+    /// Connections closed during the previous drain (kept for two drains so
+    /// the socket table task, on its own schedule, cannot miss them).
+    closed_before: Vec<ObservedConnection>,
+    /// Derive dependencies from flows alone (socket table task disabled).
+    derive_dependencies: bool,
     store: Arc<Store>,
     interval: Duration,
 }
@@ -35,9 +43,18 @@ impl FlowTask {
             ledger: Ledger::new(),
             pending: Vec::new(),
             vanished_total: 0,
+            closed_before: Vec::new(),
+            derive_dependencies: false,
             store,
             interval,
         }
+    }
+
+    /// Also publish dependencies from flows alone, for when the socket table
+    /// task is disabled.
+    pub fn deriving_dependencies(mut self, yes: bool) -> Self {
+        self.derive_dependencies = yes;
+        self
     }
 
     /// Runs until `shutdown` is cancelled.
@@ -78,6 +95,11 @@ impl FlowTask {
         } else {
             Default::default()
         };
+        let closed_now: Vec<ObservedConnection> = closed.iter().map(observed).collect();
+        let mut recent: Vec<ObservedConnection> = live.iter().map(observed).collect();
+        recent.extend(self.closed_before.iter().cloned());
+        recent.extend(closed_now.iter().cloned());
+        self.closed_before = closed_now;
         let stats = self
             .ledger
             .drain(closed, live, |port| listening.contains(&port));
@@ -91,8 +113,23 @@ impl FlowTask {
             live_flows: stats.live,
             capacity: self.source.capacity,
             vanished_total: self.vanished_total,
+            observed: recent,
         });
-        self.store.update(|s| s.flows = report.clone());
+        let deps = self.derive_dependencies.then(|| {
+            let snapshot = self.store.load();
+            Arc::new(dependencies::build(
+                &SocketTable::default(),
+                &report.observed,
+                &snapshot.inventory,
+                snapshot.local_ip,
+            ))
+        });
+        self.store.update(|s| {
+            s.flows = report.clone();
+            if let Some(deps) = &deps {
+                s.dependencies = deps.clone();
+            }
+        });
         let elapsed = started.elapsed();
         tracing::debug!(
             closed = stats.closed,
@@ -103,5 +140,14 @@ impl FlowTask {
             "flow drain"
         );
         self.store.task_ran(TASK_NAME, true, elapsed);
+    }
+}
+
+fn observed(flow: &Flow) -> ObservedConnection {
+    ObservedConnection {
+        local: SocketAddr::new(flow.local, flow.local_port),
+        remote: SocketAddr::new(flow.remote, flow.remote_port),
+        origin: flow.origin,
+        process: flow.comm.clone(),
     }
 }

@@ -1,0 +1,214 @@
+//! The real agent under load: RSS with 10k live flows, and `/metrics`
+//! latency with those flows' series (well over 10k) under 20 concurrent
+//! scrapers. Prints a markdown
+//! table. As root: `cargo bench -p planet-agent --bench agent_footprint`.
+//!
+//! Every connection comes from its own loopback source address
+//! (127.77.x.y), so each is a distinct downstream edge and remote IP: the
+//! series count grows with the connection count.
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_planet-agent");
+/// Both ends are in this host: 5,000 connections are 10,000 flows.
+const CONNECTIONS: usize = 5_000;
+const SCRAPERS: usize = 20;
+const SCRAPE_SECONDS: u64 = 10;
+
+/// Raises the soft descriptor limit to the hard one.
+fn raise_nofile() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit use a valid rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+fn get(port: u16) -> Option<(Duration, String)> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some((start.elapsed(), body))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    // Under `cargo test` (no `--bench`), a small smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
+    let connections = if full { CONNECTIONS } else { 200 };
+    let scrape_seconds = if full { SCRAPE_SECONDS } else { 1 };
+    raise_nofile();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let agent = Agent(
+        Command::new(AGENT)
+            .args(["-listen-address", &format!("127.0.0.1:{port}")])
+            .args(["-task-interval", "2s", "-log-level", "warn"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start planet-agent"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !get(port).is_some_and(|(_, b)| b.contains("planet_flow_programs_attached 1")) {
+        assert!(Instant::now() < deadline, "agent did not attach");
+        thread::sleep(Duration::from_millis(200));
+    }
+    let rss_idle = rss_kib(agent.0.id());
+
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let mut held = Vec::with_capacity(connections * 2);
+    for i in 0..connections {
+        let source = Ipv4Addr::new(127, 77, (i / 250) as u8, (i % 250 + 1) as u8);
+        let client = socket_from(source);
+        let client = connect(client, server_addr);
+        let (mut accepted, _) = server.accept().unwrap();
+        let mut client = client;
+        client.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        accepted.read_exact(&mut buf).unwrap();
+        accepted.write_all(b"pong").unwrap();
+        client.read_exact(&mut buf).unwrap();
+        held.push(client);
+        held.push(accepted);
+    }
+    // Two task intervals: every flow drained and merged.
+    thread::sleep(Duration::from_secs(5));
+    let (_, body) = get(port).unwrap();
+    let series = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
+    let live: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("planet_flow_live_flows "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let rss_loaded = rss_kib(agent.0.id());
+
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let stop = Instant::now() + Duration::from_secs(scrape_seconds);
+    let workers: Vec<_> = (0..SCRAPERS)
+        .map(|_| {
+            let latencies = latencies.clone();
+            thread::spawn(move || {
+                while Instant::now() < stop {
+                    if let Some((took, _)) = get(port) {
+                        latencies.lock().unwrap().push(took);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let rss_after = rss_kib(agent.0.id());
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |p: f64| l[((l.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
+    println!("| measure | value | target |");
+    println!("|---|---:|---:|");
+    println!("| live flows in kernel map | {live} | |");
+    println!("| series on /metrics | {series} | ≥ 10,000 |");
+    println!(
+        "| agent RSS idle (MiB) | {:.1} | |",
+        rss_idle as f64 / 1024.0
+    );
+    println!(
+        "| agent RSS with {connections} connections = {} flows (MiB) | {:.1} | ≤ 30 |",
+        connections * 2,
+        rss_loaded as f64 / 1024.0
+    );
+    println!(
+        "| agent RSS after scrape load (MiB) | {:.1} | ≤ 30 |",
+        rss_after as f64 / 1024.0
+    );
+    println!(
+        "| scrapes in {scrape_seconds}s by {SCRAPERS} scrapers | {} | |",
+        l.len()
+    );
+    println!("| /metrics latency p50 (ms) | {:.1} | |", pct(0.50));
+    println!("| /metrics latency p99 (ms) | {:.1} | ≤ 20 |", pct(0.99));
+    println!("| /metrics latency max (ms) | {:.1} | |", pct(1.0));
+    drop(held);
+}
+
+fn socket_from(source: Ipv4Addr) -> i32 {
+    // SAFETY: plain socket(2)/bind(2) with a valid sockaddr_in.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as u16;
+        addr.sin_addr.s_addr = u32::from(source).to_be();
+        assert_eq!(
+            libc::bind(
+                fd,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_in>() as u32
+            ),
+            0,
+            "bind {source}"
+        );
+        fd
+    }
+}
+
+fn connect(fd: i32, to: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(to) = to else {
+        unreachable!()
+    };
+    // SAFETY: fd is a fresh socket; addr is a valid sockaddr_in; on success
+    // the TcpStream takes ownership of fd.
+    unsafe {
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as u16;
+        addr.sin_port = to.port().to_be();
+        addr.sin_addr.s_addr = u32::from(*to.ip()).to_be();
+        assert_eq!(
+            libc::connect(
+                fd,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_in>() as u32
+            ),
+            0
+        );
+        std::os::fd::FromRawFd::from_raw_fd(fd)
+    }
+}

@@ -1,0 +1,228 @@
+//! Socket-table collection cost against `ss -tanp` doing the same
+//! enumeration with processes, at 1k, 10k and 50k established loopback
+//! connections, side by side in one run. Prints a markdown table.
+//!
+//! `cargo bench -p planet-agent --bench socket_table` (as root, so both
+//! see every process). `PLANET_BENCH_ROUNDS` sets repetitions (default 7).
+
+use std::{
+    io::{BufRead, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use planet_agent::socket_table;
+
+/// Connections one holder process keeps (two descriptors each), so the
+/// per-process descriptor limit (20,000 on these machines) is never hit.
+const PER_HOLDER: usize = 8_000;
+const HOLD_ENV: &str = "PLANET_BENCH_HOLD";
+
+/// Raises the soft descriptor limit to the hard one.
+fn raise_nofile() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit use a valid rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+}
+
+/// Child mode: hold `n` connections until stdin closes.
+fn hold(n: usize) {
+    raise_nofile();
+    let conns = open(n);
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(conns);
+}
+
+/// Holder processes with `n` connections in all.
+fn spawn_holders(n: usize) -> Vec<std::process::Child> {
+    let me = std::env::current_exe().unwrap();
+    let mut children = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(PER_HOLDER);
+        left -= k;
+        let mut child = Command::new(&me)
+            .env(HOLD_ENV, k.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "holder failed");
+        children.push(child);
+    }
+    children
+}
+
+fn cpu_time(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage writes into a valid rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(who, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Holds `n` established loopback connections (both ends in this process).
+struct Connections {
+    _listeners: Vec<TcpListener>,
+    _pairs: Vec<(TcpStream, TcpStream)>,
+}
+
+fn open(n: usize) -> Connections {
+    // Several listening ports so the ephemeral port range is never the limit.
+    let listeners: Vec<TcpListener> = (0..4)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let mut pairs = Vec::with_capacity(n);
+    for i in 0..n {
+        let which = i % listeners.len();
+        let client = TcpStream::connect(addrs[which]).unwrap();
+        let (server, _) = listeners[which].accept().unwrap();
+        pairs.push((client, server));
+    }
+    Connections {
+        _listeners: listeners,
+        _pairs: pairs,
+    }
+}
+
+impl Drop for Connections {
+    /// Resets instead of closing, so no TIME_WAIT sockets spill into the next row.
+    fn drop(&mut self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        for (a, b) in &self._pairs {
+            for fd in [a.as_raw_fd(), b.as_raw_fd()] {
+                // SAFETY: fd is an open socket; linger is a valid option value.
+                unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&raw const linger).cast(),
+                        size_of::<libc::linger>() as u32,
+                    )
+                };
+            }
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    if let Some(n) = std::env::var(HOLD_ENV).ok().and_then(|v| v.parse().ok()) {
+        return hold(n);
+    }
+    // `cargo bench` passes `--bench`; under `cargo test` this is a quick
+    // smoke run that keeps the benchmark from rotting.
+    let full = std::env::args().any(|a| a == "--bench");
+    let rounds: usize = std::env::var("PLANET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 7 } else { 1 });
+    let sizes: &[usize] = if full {
+        &[1_000, 10_000, 50_000]
+    } else {
+        &[100]
+    };
+    println!(
+        "| connections | sockets seen | planet cold wall ms | planet cold CPU ms | planet steady wall ms | planet steady CPU ms | ss -tanp wall ms | ss -tanp CPU ms | wall ratio cold/ss | wall ratio steady/ss | attributed |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in sizes {
+        let mut holders = spawn_holders(n);
+        let mut planet_wall = Vec::new();
+        let mut planet_cpu = Vec::new();
+        let mut steady_wall = Vec::new();
+        let mut steady_cpu = Vec::new();
+        let mut ss_wall = Vec::new();
+        let mut ss_cpu = Vec::new();
+        let mut seen = 0;
+        let mut attributed = 0;
+        for _ in 0..rounds {
+            let cpu = cpu_time(libc::RUSAGE_SELF);
+            let start = Instant::now();
+            // Cold: nothing known yet (the agent's first collection, and
+            // every tenth one, which re-walks /proc).
+            let mut cache = socket_table::OwnerCache::new();
+            let table = socket_table::collect_with(Path::new("/proc"), &mut cache).unwrap();
+            planet_wall.push(start.elapsed());
+            planet_cpu.push(cpu_time(libc::RUSAGE_SELF) - cpu);
+            // Steady: the collections in between, with the owners known.
+            let cpu = cpu_time(libc::RUSAGE_SELF);
+            let start = Instant::now();
+            let steady = socket_table::collect_with(Path::new("/proc"), &mut cache).unwrap();
+            steady_wall.push(start.elapsed());
+            steady_cpu.push(cpu_time(libc::RUSAGE_SELF) - cpu);
+            assert_eq!(steady, table, "steady collection differs from a cold one");
+            seen = table.connections.len();
+            attributed = table
+                .connections
+                .iter()
+                .filter(|c| !c.process.is_empty())
+                .count();
+
+            let cpu = cpu_time(libc::RUSAGE_CHILDREN);
+            let start = Instant::now();
+            let status = Command::new("ss")
+                .arg("-tanp")
+                .stdout(Stdio::null())
+                .status()
+                .expect("run ss (iproute2)");
+            ss_wall.push(start.elapsed());
+            ss_cpu.push(cpu_time(libc::RUSAGE_CHILDREN) - cpu);
+            assert!(status.success());
+        }
+        let (pw, pc, tw, tc, sw, sc) = (
+            median(planet_wall),
+            median(planet_cpu),
+            median(steady_wall),
+            median(steady_cpu),
+            median(ss_wall),
+            median(ss_cpu),
+        );
+        println!(
+            "| {n} | {seen} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {attributed}/{seen} |",
+            ms(pw),
+            ms(pc),
+            ms(tw),
+            ms(tc),
+            ms(sw),
+            ms(sc),
+            pw.as_secs_f64() / sw.as_secs_f64(),
+            tw.as_secs_f64() / sw.as_secs_f64()
+        );
+        for child in &mut holders {
+            drop(child.stdin.take());
+            child.wait().unwrap();
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! Upstream and downstream dependencies of this host, as planet-exporter
+//! names them (`planet_upstream`, `planet_downstream`,
+//! `planet_server_process`), from the socket table, the flow task's view
+//! of connections and the inventory. Pure: no I/O.
+//!
+//! The rules are planet-exporter's (upstream-spec §2.3), with these
+//! improvements:
+//! - direction comes from who opened the connection when the eBPF
+//!   programs saw it open; the listening-port rule is only the fallback for
+//!   sockets that predate the agent;
+//! - connections the flow task saw that are no longer in the socket table
+//!   (opened and closed between two collections) still count;
+//! - a connection without a process takes the flow task's owner, and a
+//!   downstream still without one takes its listener's name.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
+
+use planet_common::Origin;
+
+use crate::{
+    inventory::Inventory,
+    socket_table::{Listener, SocketTable},
+};
+
+/// A connection the flow task saw during its recent drains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedConnection {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub origin: Origin,
+    pub process: Arc<str>,
+}
+
+/// One `planet_upstream` / `planet_downstream` series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dependency {
+    pub local_hostgroup: String,
+    pub remote_hostgroup: String,
+    pub local_address: String,
+    pub remote_address: String,
+    pub port: u16,
+    pub protocol: &'static str,
+    pub process_name: Arc<str>,
+}
+
+/// One `planet_server_process` series (without `local_hostgroup`, which is
+/// looked up when rendering).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerProcess {
+    /// `ip:port` without IPv6 brackets, as planet-exporter prints it.
+    pub bind: String,
+    pub port: u16,
+    pub process_name: Arc<str>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dependencies {
+    pub upstream: Vec<Dependency>,
+    pub downstream: Vec<Dependency>,
+    pub servers: Vec<ServerProcess>,
+}
+
+/// The `(address, hostgroup)` labels of an IP: the inventory domain when it
+/// has one, else the IP itself.
+pub fn name(inventory: &Inventory, ip: IpAddr) -> (String, String) {
+    match inventory.lookup(ip) {
+        Some(host) => (
+            if host.domain.is_empty() {
+                ip.to_string()
+            } else {
+                host.domain.clone()
+            },
+            host.hostgroup.clone(),
+        ),
+        None => (ip.to_string(), String::new()),
+    }
+}
+
+/// `bind` as planet-exporter formats it: no brackets around IPv6.
+pub fn bind_label(addr: SocketAddr) -> String {
+    format!("{}:{}", addr.ip(), addr.port())
+}
+
+const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Builds the dependency lists.
+///
+/// `local_ip` is the host's own address; a local `127.0.0.1` is shown as
+/// it (planet-exporter's loopback rewrite).
+pub fn build(
+    table: &SocketTable,
+    observed: &[ObservedConnection],
+    inventory: &Inventory,
+    local_ip: Option<IpAddr>,
+) -> Dependencies {
+    // Listening port -> listener; IPv6 listeners override IPv4 ones on the
+    // same port, as in the original (the table lists IPv4 first).
+    let mut listening: HashMap<u16, &Listener> = HashMap::new();
+    for l in &table.listeners {
+        listening.insert(l.addr.port(), l);
+    }
+    let observed_by_tuple: HashMap<(SocketAddr, SocketAddr), &ObservedConnection> =
+        observed.iter().map(|o| ((o.local, o.remote), o)).collect();
+
+    // Every connection once: the socket table's, then observed-only ones.
+    let mut connections: Vec<(SocketAddr, SocketAddr, Arc<str>, Origin)> = table
+        .connections
+        .iter()
+        .map(|c| {
+            let seen = observed_by_tuple.get(&(c.local, c.remote));
+            let origin = seen.map_or(Origin::Unknown, |o| o.origin);
+            let process = if c.process.is_empty() {
+                seen.map_or_else(|| c.process.clone(), |o| o.process.clone())
+            } else {
+                c.process.clone()
+            };
+            (c.local, c.remote, process, origin)
+        })
+        .collect();
+    let in_table: HashSet<(SocketAddr, SocketAddr)> = table
+        .connections
+        .iter()
+        .map(|c| (c.local, c.remote))
+        .collect();
+    connections.extend(
+        observed
+            .iter()
+            .filter(|o| !in_table.contains(&(o.local, o.remote)))
+            .map(|o| (o.local, o.remote, o.process.clone(), o.origin)),
+    );
+    // Deterministic "first socket wins" for the de-duplication below.
+    connections.sort_unstable_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+
+    let mut deps = Dependencies::default();
+    let mut seen_up = HashSet::new();
+    let mut seen_down = HashSet::new();
+    for (local, remote, process, origin) in connections {
+        let local_ip_shown = match (local.ip(), local_ip) {
+            (ip, Some(host)) if ip == LOCALHOST_V4 => host,
+            (ip, _) => ip,
+        };
+        let (local_address, local_hostgroup) = name(inventory, local_ip_shown);
+        let (remote_address, remote_hostgroup) = name(inventory, remote.ip());
+        let downstream = match origin {
+            Origin::Accepted => true,
+            Origin::Connected => false,
+            Origin::Unknown => listening.contains_key(&local.port()),
+        };
+        if downstream {
+            let port = local.port();
+            if !seen_down.insert((remote_hostgroup.clone(), remote_address.clone(), port)) {
+                continue;
+            }
+            let process_name = if process.is_empty() {
+                listening.get(&port).map_or(process, |l| l.process.clone())
+            } else {
+                process
+            };
+            deps.downstream.push(Dependency {
+                local_hostgroup,
+                remote_hostgroup,
+                local_address,
+                remote_address,
+                port,
+                protocol: "tcp",
+                process_name,
+            });
+        } else {
+            if remote_address == "localhost" {
+                continue;
+            }
+            let port = remote.port();
+            if !seen_up.insert((remote_hostgroup.clone(), remote_address.clone(), port)) {
+                continue;
+            }
+            deps.upstream.push(Dependency {
+                local_hostgroup,
+                remote_hostgroup,
+                local_address,
+                remote_address,
+                port,
+                protocol: "tcp",
+                process_name: process,
+            });
+        }
+    }
+    let mut servers: Vec<ServerProcess> = table
+        .listeners
+        .iter()
+        .map(|l| ServerProcess {
+            bind: bind_label(l.addr),
+            port: l.addr.port(),
+            process_name: l.process.clone(),
+        })
+        .collect();
+    servers.sort_unstable();
+    servers.dedup();
+    deps.servers = servers;
+    deps.upstream.sort_unstable();
+    deps.downstream.sort_unstable();
+    deps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        inventory::Host,
+        socket_table::{Connection, TcpState},
+    };
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn listener(addr: &str, process: &str) -> Listener {
+        Listener {
+            addr: sa(addr),
+            process: Arc::from(process),
+        }
+    }
+
+    fn conn(local: &str, remote: &str, state: TcpState, process: &str) -> Connection {
+        Connection {
+            local: sa(local),
+            remote: sa(remote),
+            state,
+            process: Arc::from(process),
+        }
+    }
+
+    fn inventory(hosts: &[(&str, &str, &str)]) -> Inventory {
+        Inventory::with_localhost(
+            hosts
+                .iter()
+                .map(|(ip, domain, hostgroup)| Host {
+                    ip_address: (*ip).into(),
+                    domain: (*domain).into(),
+                    hostgroup: (*hostgroup).into(),
+                })
+                .collect(),
+        )
+    }
+
+    fn host() -> Option<IpAddr> {
+        Some("10.0.0.1".parse().unwrap())
+    }
+
+    #[test]
+    fn listening_port_rule_for_sockets_that_predate_the_agent() {
+        let table = SocketTable {
+            listeners: vec![listener("0.0.0.0:22", "sshd")],
+            connections: vec![
+                conn(
+                    "10.0.0.1:22",
+                    "10.0.0.9:50000",
+                    TcpState::Established,
+                    "sshd",
+                ),
+                conn(
+                    "10.0.0.1:41000",
+                    "10.0.0.7:5432",
+                    TcpState::Established,
+                    "app",
+                ),
+            ],
+        };
+        let deps = build(&table, &[], &Inventory::default(), host());
+        assert_eq!(deps.downstream.len(), 1);
+        let d = &deps.downstream[0];
+        assert_eq!(
+            (d.port, &*d.process_name, d.remote_address.as_str()),
+            (22, "sshd", "10.0.0.9")
+        );
+        assert_eq!(deps.upstream.len(), 1);
+        let u = &deps.upstream[0];
+        assert_eq!(
+            (u.port, &*u.process_name, u.remote_address.as_str()),
+            (5432, "app", "10.0.0.7")
+        );
+        assert_eq!(u.protocol, "tcp");
+    }
+
+    #[test]
+    fn ebpf_origin_beats_the_listening_port_rule() {
+        // An outgoing connection that happens to use a local port someone
+        // listens on: the original called it a downstream.
+        let table = SocketTable {
+            listeners: vec![listener("0.0.0.0:8080", "web")],
+            connections: vec![conn(
+                "10.0.0.1:8080",
+                "10.0.0.7:443",
+                TcpState::Established,
+                "curl",
+            )],
+        };
+        let observed = [ObservedConnection {
+            local: sa("10.0.0.1:8080"),
+            remote: sa("10.0.0.7:443"),
+            origin: Origin::Connected,
+            process: Arc::from("curl"),
+        }];
+        let deps = build(&table, &observed, &Inventory::default(), host());
+        assert!(deps.downstream.is_empty());
+        assert_eq!(deps.upstream[0].port, 443);
+    }
+
+    #[test]
+    fn connections_closed_between_collections_still_count() {
+        let observed = [ObservedConnection {
+            local: sa("10.0.0.1:40000"),
+            remote: sa("10.0.0.5:6379"),
+            origin: Origin::Connected,
+            process: Arc::from("worker"),
+        }];
+        let deps = build(
+            &SocketTable::default(),
+            &observed,
+            &Inventory::default(),
+            host(),
+        );
+        assert_eq!(deps.upstream.len(), 1);
+        assert_eq!(&*deps.upstream[0].process_name, "worker");
+    }
+
+    #[test]
+    fn time_wait_downstream_takes_the_listener_name() {
+        let table = SocketTable {
+            listeners: vec![listener("[::]:80", "nginx")],
+            connections: vec![conn("10.0.0.1:80", "10.0.0.9:1234", TcpState::TimeWait, "")],
+        };
+        let deps = build(&table, &[], &Inventory::default(), host());
+        assert_eq!(&*deps.downstream[0].process_name, "nginx");
+    }
+
+    #[test]
+    fn upstream_without_process_takes_the_flow_owner() {
+        let table = SocketTable {
+            listeners: vec![],
+            connections: vec![conn(
+                "10.0.0.1:40000",
+                "10.0.0.5:53",
+                TcpState::Established,
+                "",
+            )],
+        };
+        let observed = [ObservedConnection {
+            local: sa("10.0.0.1:40000"),
+            remote: sa("10.0.0.5:53"),
+            origin: Origin::Unknown,
+            process: Arc::from("resolver"),
+        }];
+        let deps = build(&table, &observed, &Inventory::default(), host());
+        assert_eq!(&*deps.upstream[0].process_name, "resolver");
+    }
+
+    #[test]
+    fn inventory_names_and_localhost_rules() {
+        let inv = inventory(&[
+            ("10.0.0.1", "me.service.consul", "me"),
+            ("10.0.0.7", "db.service.consul", "db"),
+            ("10.2.0.0/16", "", "net-xyz"),
+        ]);
+        let table = SocketTable {
+            listeners: vec![listener("127.0.0.1:8500", "consul")],
+            connections: vec![
+                // Client side of a loopback connection: dropped (remote is "localhost").
+                conn(
+                    "127.0.0.1:50000",
+                    "127.0.0.1:8500",
+                    TcpState::Established,
+                    "tmpl",
+                ),
+                // Server side: downstream from "localhost", local rewritten to the host.
+                conn(
+                    "127.0.0.1:8500",
+                    "127.0.0.1:50000",
+                    TcpState::Established,
+                    "consul",
+                ),
+                conn(
+                    "10.0.0.1:41000",
+                    "10.0.0.7:5432",
+                    TcpState::Established,
+                    "app",
+                ),
+                conn(
+                    "10.0.0.1:41001",
+                    "10.2.3.4:443",
+                    TcpState::Established,
+                    "app",
+                ),
+            ],
+        };
+        let deps = build(&table, &[], &inv, host());
+        assert_eq!(deps.downstream.len(), 1);
+        let d = &deps.downstream[0];
+        assert_eq!(d.remote_address, "localhost");
+        assert_eq!(d.remote_hostgroup, "localhost");
+        assert_eq!(d.local_address, "me.service.consul");
+        assert_eq!(d.local_hostgroup, "me");
+        assert_eq!(d.port, 8500);
+        let mut remotes: Vec<(&str, &str)> = deps
+            .upstream
+            .iter()
+            .map(|u| (u.remote_address.as_str(), u.remote_hostgroup.as_str()))
+            .collect();
+        remotes.sort_unstable();
+        assert_eq!(
+            remotes,
+            vec![("10.2.3.4", "net-xyz"), ("db.service.consul", "db")]
+        );
+    }
+
+    #[test]
+    fn loopback_upstreams_are_kept_without_inventory() {
+        let table = SocketTable {
+            listeners: vec![],
+            connections: vec![conn(
+                "127.0.0.1:50000",
+                "127.0.0.1:9000",
+                TcpState::Established,
+                "c",
+            )],
+        };
+        let deps = build(&table, &[], &Inventory::default(), host());
+        assert_eq!(deps.upstream[0].remote_address, "127.0.0.1");
+        assert_eq!(deps.upstream[0].local_address, "10.0.0.1");
+    }
+
+    #[test]
+    fn duplicates_collapse_on_the_original_keys() {
+        let inv = inventory(&[("10.0.0.7", "db", "db"), ("10.0.0.8", "db", "db")]);
+        let table = SocketTable {
+            listeners: vec![],
+            connections: vec![
+                conn(
+                    "10.0.0.1:41000",
+                    "10.0.0.7:5432",
+                    TcpState::Established,
+                    "app",
+                ),
+                conn(
+                    "10.0.0.1:41001",
+                    "10.0.0.8:5432",
+                    TcpState::Established,
+                    "app",
+                ),
+                conn(
+                    "10.0.0.1:41002",
+                    "10.0.0.7:5432",
+                    TcpState::Established,
+                    "other",
+                ),
+            ],
+        };
+        let deps = build(&table, &[], &inv, host());
+        assert_eq!(deps.upstream.len(), 1);
+        assert_eq!(&*deps.upstream[0].process_name, "app");
+    }
+
+    #[test]
+    fn server_processes_bind_without_brackets() {
+        let table = SocketTable {
+            listeners: vec![
+                listener("0.0.0.0:22", "sshd"),
+                listener("[::]:22", "sshd"),
+                listener("[::1]:631", "cupsd"),
+            ],
+            connections: vec![],
+        };
+        let deps = build(&table, &[], &Inventory::default(), host());
+        let mut binds: Vec<&str> = deps.servers.iter().map(|s| s.bind.as_str()).collect();
+        binds.sort_unstable();
+        assert_eq!(binds, vec!["0.0.0.0:22", "::1:631", ":::22"]);
+    }
+
+    #[test]
+    fn ipv6_connections() {
+        let table = SocketTable {
+            listeners: vec![listener("[::]:443", "envoy")],
+            connections: vec![conn(
+                "[fd00::1]:443",
+                "[fd00::9]:50000",
+                TcpState::Established,
+                "envoy",
+            )],
+        };
+        let deps = build(&table, &[], &Inventory::default(), host());
+        assert_eq!(deps.downstream[0].remote_address, "fd00::9");
+        assert_eq!(deps.downstream[0].local_address, "fd00::1");
+    }
+}

@@ -1,0 +1,205 @@
+//! The agent's own families: task health, probe mode, inventory status,
+//! build information, and planet-exporter's per-collector scrape metrics.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::proto::MetricFamily;
+
+use super::family::{Family, Spec, single};
+use crate::snapshot::{ProbeState, Snapshot};
+
+pub const TASK_SUCCESS: Spec = Spec::gauge(
+    "planet_task_last_run_success",
+    "Whether the task's last run succeeded (1) or failed (0)",
+    &["task"],
+);
+pub const TASK_DURATION: Spec = Spec::gauge(
+    "planet_task_last_run_duration_seconds",
+    "Duration of the task's last run",
+    &["task"],
+);
+pub const TASK_TIMESTAMP: Spec = Spec::gauge(
+    "planet_task_last_run_timestamp_seconds",
+    "Unix time of the task's last run",
+    &["task"],
+);
+pub const TASK_RUNS: Spec = Spec::counter("planet_task_runs_total", "Runs of the task", &["task"]);
+pub const TASK_FAILURES: Spec = Spec::counter(
+    "planet_task_failures_total",
+    "Failed runs of the task",
+    &["task"],
+);
+pub const PROGRAMS_ATTACHED: Spec = Spec::gauge(
+    "planet_flow_programs_attached",
+    "Whether the in-process eBPF flow programs are attached (1) or not (0)",
+    &[],
+);
+pub const FLOW_MODE: Spec = Spec::gauge(
+    "planet_flow_mode",
+    "The probe mode the flow programs run in",
+    &["mode"],
+);
+pub const FLOW_MODE_REJECTED: Spec = Spec::gauge(
+    "planet_flow_mode_rejected",
+    "Probe modes that were tried and rejected on this kernel, with the reason",
+    &["mode", "reason"],
+);
+pub const INVENTORY_ENTRIES: Spec = Spec::gauge(
+    "planet_inventory_entries",
+    "Entries in the inventory in use",
+    &[],
+);
+pub const INVENTORY_LAST_SUCCESS: Spec = Spec::gauge(
+    "planet_inventory_last_success_timestamp_seconds",
+    "Unix time of the last successful inventory fetch (0: never)",
+    &[],
+);
+pub const INVENTORY_FAILURES: Spec = Spec::counter(
+    "planet_inventory_failures_total",
+    "Failed inventory fetches; the last good inventory stays in use",
+    &[],
+);
+pub const BUILD_INFO: Spec = Spec::gauge(
+    "planet_exporter_build_info",
+    "A metric with a constant '1' value labeled by version, revision, branch, goversion from which planet_exporter was built, and the goos and goarch for the build.",
+    &[
+        "version",
+        "revision",
+        "branch",
+        "goversion",
+        "goos",
+        "goarch",
+        "tags",
+    ],
+);
+pub const SCRAPE_DURATION: Spec = Spec::gauge(
+    "planet_scrape_collector_duration_seconds",
+    "planet_exporter: Duration of a collector scrape.",
+    &["collector"],
+);
+pub const SCRAPE_SUCCESS: Spec = Spec::gauge(
+    "planet_scrape_collector_success",
+    "planet_exporter: Whether a collector succeeded.",
+    &["collector"],
+);
+
+pub const SPECS: [&Spec; 13] = [
+    &TASK_SUCCESS,
+    &TASK_DURATION,
+    &TASK_TIMESTAMP,
+    &TASK_RUNS,
+    &TASK_FAILURES,
+    &PROGRAMS_ATTACHED,
+    &FLOW_MODE,
+    &FLOW_MODE_REJECTED,
+    &INVENTORY_ENTRIES,
+    &INVENTORY_LAST_SUCCESS,
+    &INVENTORY_FAILURES,
+    &SCRAPE_DURATION,
+    &SCRAPE_SUCCESS,
+];
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
+    let mut success = Family::new(&TASK_SUCCESS);
+    let mut duration = Family::new(&TASK_DURATION);
+    let mut timestamp = Family::new(&TASK_TIMESTAMP);
+    let mut runs = Family::new(&TASK_RUNS);
+    let mut failures = Family::new(&TASK_FAILURES);
+    for (task, status) in &snapshot.tasks {
+        let task = [*task];
+        success.push(&task, if status.last_success { 1.0 } else { 0.0 });
+        duration.push(&task, status.last_duration.as_secs_f64());
+        timestamp.push(&task, unix_seconds(status.last_run));
+        runs.push(&task, status.runs as f64);
+        failures.push(&task, status.failures as f64);
+    }
+    out.extend(
+        [success, duration, timestamp, runs, failures]
+            .into_iter()
+            .filter_map(Family::finish),
+    );
+
+    let mut attached = Family::new(&PROGRAMS_ATTACHED);
+    let mut mode = Family::new(&FLOW_MODE);
+    let mut rejected = Family::new(&FLOW_MODE_REJECTED);
+    match &snapshot.probe {
+        ProbeState::Disabled => attached.push(&[], 0.0),
+        ProbeState::Failed { reason } => {
+            attached.push(&[], 0.0);
+            rejected.push(&["all", reason], 1.0);
+        }
+        ProbeState::Attached {
+            mode: active,
+            rejected: tried,
+        } => {
+            attached.push(&[], 1.0);
+            mode.push(&[active.as_str()], 1.0);
+            for (m, reason) in tried {
+                rejected.push(&[m.as_str(), reason], 1.0);
+            }
+        }
+    }
+    out.extend(
+        [attached, mode, rejected]
+            .into_iter()
+            .filter_map(Family::finish),
+    );
+
+    if let Some(status) = &snapshot.inventory_status {
+        out.extend(
+            [
+                single(&INVENTORY_ENTRIES, status.entries as f64),
+                single(
+                    &INVENTORY_LAST_SUCCESS,
+                    status.last_success.map_or(0.0, unix_seconds),
+                ),
+                single(&INVENTORY_FAILURES, status.failures as f64),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+    }
+}
+
+/// `planet_exporter_build_info`, with Rust's equivalents of Go's fields.
+pub fn build_info() -> Option<MetricFamily> {
+    let goarch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    let mut family = Family::new(&BUILD_INFO);
+    family.push(
+        &[
+            concat!("v", env!("CARGO_PKG_VERSION")),
+            env!("PLANET_GIT_REVISION"),
+            env!("PLANET_GIT_BRANCH"),
+            env!("PLANET_RUSTC_VERSION"),
+            std::env::consts::OS,
+            goarch,
+            "unknown",
+        ],
+        1.0,
+    );
+    family.finish()
+}
+
+/// The per-collector scrape families for this scrape.
+pub fn scrape_metrics(collectors: &[(&str, Duration, bool)]) -> Vec<MetricFamily> {
+    let mut duration = Family::new(&SCRAPE_DURATION);
+    let mut success = Family::new(&SCRAPE_SUCCESS);
+    for (name, took, ok) in collectors {
+        duration.push(&[name], took.as_secs_f64());
+        success.push(&[name], if *ok { 1.0 } else { 0.0 });
+    }
+    [duration, success]
+        .into_iter()
+        .filter_map(Family::finish)
+        .collect()
+}

@@ -1,0 +1,223 @@
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use super::registry;
+use crate::{
+    dependencies::{Dependencies, Dependency, ServerProcess},
+    ebpf::ProbeMode,
+    flow::{Counts, Direction, Edge, EdgeKey, ledger::traffic_by_remote},
+    inventory::{Host, Inventory, InventoryStatus},
+    snapshot::{FlowReport, ProbeState, Store},
+};
+
+fn text(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buf)
+        .unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+fn edge(direction: Direction, remote: &str, port: u16, process: &str, tx: u64, rx: u64) -> Edge {
+    Edge {
+        key: EdgeKey {
+            direction,
+            local: "10.0.0.1".parse().unwrap(),
+            remote: remote.parse::<IpAddr>().unwrap(),
+            port,
+            process: Arc::from(process),
+        },
+        bytes: Counts { tx, rx },
+    }
+}
+
+fn attached(store: &Store, edges: Vec<Edge>) {
+    store.update(|s| {
+        s.flows = Arc::new(FlowReport {
+            traffic: traffic_by_remote(&edges),
+            edges: edges.clone(),
+            ..Default::default()
+        });
+        s.probe = ProbeState::Attached {
+            mode: ProbeMode::Tracepoint,
+            rejected: vec![],
+        };
+    });
+}
+
+#[test]
+fn renders_edges_with_the_original_labels() {
+    let store = Arc::new(Store::new());
+    attached(
+        &store,
+        vec![
+            edge(Direction::Upstream, "10.0.0.2", 443, "curl", 100, 2000),
+            edge(Direction::Downstream, "fd00::9", 8080, "srv\u{fffd}", 5, 6),
+        ],
+    );
+    store.task_ran("flow", true, Duration::from_millis(2));
+    let out = text(&registry(store).unwrap());
+    assert!(
+        out.contains("# TYPE planet_upstream_bytes_total counter"),
+        "{out}"
+    );
+    for line in [
+        r#"planet_upstream_bytes_total{direction="egress",local_address="10.0.0.1",local_hostgroup="",port="443",process_name="curl",protocol="tcp",remote_address="10.0.0.2",remote_hostgroup=""} 100"#,
+        r#"planet_upstream_bytes_total{direction="ingress",local_address="10.0.0.1",local_hostgroup="",port="443",process_name="curl",protocol="tcp",remote_address="10.0.0.2",remote_hostgroup=""} 2000"#,
+        r#"planet_downstream_bytes_total{direction="egress",local_address="10.0.0.1",local_hostgroup="",port="8080",process_name="srv�",protocol="tcp",remote_address="fd00::9",remote_hostgroup=""} 5"#,
+        r#"planet_traffic_bytes_total{direction="ingress",local_domain="",local_hostgroup="",remote_domain="",remote_hostgroup="",remote_ip="10.0.0.2"} 2000"#,
+        r#"planet_task_last_run_success{task="flow"} 1"#,
+        "planet_flow_programs_attached 1",
+        r#"planet_flow_mode{mode="tracepoint"} 1"#,
+        "planet_flow_untracked_flows_total 0",
+        r#"planet_scrape_collector_success{collector="hostmeta"} 1"#,
+        r#"planet_scrape_collector_success{collector="network_dependency"} 1"#,
+    ] {
+        assert!(out.contains(line), "missing {line}\n{out}");
+    }
+    assert!(out.contains("planet_exporter_build_info{branch="), "{out}");
+    assert!(out.contains(r#"goos="linux""#), "{out}");
+}
+
+#[test]
+fn failed_probe_is_visible() {
+    let store = Arc::new(Store::new());
+    store.update(|s| {
+        s.probe = ProbeState::Failed {
+            reason: "no root".into(),
+        }
+    });
+    store.task_ran("flow", false, Duration::ZERO);
+    let out = text(&registry(store).unwrap());
+    assert!(out.contains("planet_flow_programs_attached 0"), "{out}");
+    assert!(
+        out.contains(r#"planet_flow_mode_rejected{mode="all",reason="no root"} 1"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"planet_task_last_run_success{task="flow"} 0"#),
+        "{out}"
+    );
+}
+
+fn inventory() -> Arc<Inventory> {
+    Arc::new(Inventory::with_localhost(vec![
+        Host {
+            ip_address: "10.0.0.1".into(),
+            domain: "me.service.consul".into(),
+            hostgroup: "me".into(),
+        },
+        Host {
+            ip_address: "10.0.0.0/24".into(),
+            domain: "".into(),
+            hostgroup: "lan".into(),
+        },
+    ]))
+}
+
+#[test]
+fn inventory_names_every_family_and_collapsed_edges_are_summed() {
+    let store = Arc::new(Store::new());
+    attached(
+        &store,
+        vec![
+            edge(Direction::Upstream, "10.0.0.2", 443, "curl", 10, 20),
+            edge(Direction::Upstream, "10.0.0.3", 443, "curl", 1, 2),
+        ],
+    );
+    store.update(|s| {
+        s.inventory = inventory();
+        s.local_ip = Some("10.0.0.1".parse().unwrap());
+        s.inventory_status = Some(InventoryStatus {
+            entries: 3,
+            last_success: Some(std::time::UNIX_EPOCH + Duration::from_secs(1000)),
+            failures: 2,
+            last_error: None,
+        });
+    });
+    let out = text(&registry(store).unwrap());
+    for line in [
+        // Both peers are only known by CIDR: same remote_hostgroup, but the
+        // address stays the IP, so they remain separate series.
+        r#"planet_upstream_bytes_total{direction="egress",local_address="me.service.consul",local_hostgroup="me",port="443",process_name="curl",protocol="tcp",remote_address="10.0.0.2",remote_hostgroup="lan"} 10"#,
+        r#"planet_traffic_bytes_total{direction="egress",local_domain="me.service.consul",local_hostgroup="me",remote_domain="",remote_hostgroup="lan",remote_ip="10.0.0.3"} 1"#,
+        r#"planet_hostname{domain="me.service.consul",hostname="#,
+        "planet_inventory_entries 3",
+        "planet_inventory_failures_total 2",
+        "planet_inventory_last_success_timestamp_seconds 1000",
+    ] {
+        assert!(out.contains(line), "missing {line}\n{out}");
+    }
+}
+
+#[test]
+fn peers_sharing_a_domain_are_summed_not_duplicated() {
+    let store = Arc::new(Store::new());
+    attached(
+        &store,
+        vec![
+            edge(Direction::Upstream, "10.9.0.2", 5432, "app", 10, 20),
+            edge(Direction::Upstream, "10.9.0.3", 5432, "app", 1, 2),
+        ],
+    );
+    store.update(|s| {
+        s.inventory = Arc::new(Inventory::with_localhost(
+            ["10.9.0.2", "10.9.0.3"]
+                .into_iter()
+                .map(|ip| Host {
+                    ip_address: ip.into(),
+                    domain: "db.service.consul".into(),
+                    hostgroup: "db".into(),
+                })
+                .collect(),
+        ));
+    });
+    let out = text(&registry(store).unwrap());
+    let egress: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("planet_upstream_bytes_total{direction=\"egress\""))
+        .collect();
+    assert_eq!(egress.len(), 1, "{out}");
+    assert!(egress[0].ends_with(" 11"), "{out}");
+}
+
+#[test]
+fn dependency_families_match_planet_exporter() {
+    let store = Arc::new(Store::new());
+    let dep = |remote: &str, port| Dependency {
+        local_hostgroup: "me".into(),
+        remote_hostgroup: String::new(),
+        local_address: "me.service.consul".into(),
+        remote_address: remote.into(),
+        port,
+        protocol: "tcp",
+        process_name: Arc::from("app"),
+    };
+    store.update(|s| {
+        s.inventory = inventory();
+        s.local_ip = Some("10.0.0.1".parse().unwrap());
+        s.dependencies = Arc::new(Dependencies {
+            upstream: vec![dep("10.1.1.1", 443)],
+            downstream: vec![dep("10.2.2.2", 22)],
+            servers: vec![ServerProcess {
+                bind: ":::22".into(),
+                port: 22,
+                process_name: Arc::from("sshd"),
+            }],
+        });
+    });
+    let out = text(&registry(store).unwrap());
+    for line in [
+        "# HELP planet_upstream Upstream dependency of this machine",
+        "# TYPE planet_upstream gauge",
+        r#"planet_upstream{local_address="me.service.consul",local_hostgroup="me",port="443",process_name="app",protocol="tcp",remote_address="10.1.1.1",remote_hostgroup=""} 1"#,
+        r#"planet_downstream{local_address="me.service.consul",local_hostgroup="me",port="22",process_name="app",protocol="tcp",remote_address="10.2.2.2",remote_hostgroup=""} 1"#,
+        "# HELP planet_server_process Server process that are listening on network interfaces",
+        r#"planet_server_process{bind=":::22",local_hostgroup="me",port="22",process_name="sshd"} 1"#,
+        "# HELP planet_hostname Hostname of the collected machine",
+        r#"ip="10.0.0.1",local_hostgroup="me"} 1"#,
+    ] {
+        assert!(out.contains(line), "missing {line}\n{out}");
+    }
+}

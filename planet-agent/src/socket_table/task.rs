@@ -1,0 +1,80 @@
+//! The socket table task's loop: enumerate every task interval, merge with
+//! the flow task's view and the inventory, publish the dependencies.
+
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::OwnerCache;
+use crate::{dependencies, local_addr, snapshot::Store};
+
+/// Name of this task in self-metrics (planet-exporter's name for it).
+pub const TASK_NAME: &str = "socketstat";
+
+pub struct SocketTableTask {
+    pub store: Arc<Store>,
+    pub interval: Duration,
+    /// `-local-address`: overrides the routing-table lookup.
+    pub local_override: Option<IpAddr>,
+    pub proc_root: PathBuf,
+}
+
+impl SocketTableTask {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let cache = Arc::new(Mutex::new(OwnerCache::new()));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => self.collect_once(&cache).await,
+            }
+        }
+    }
+
+    async fn collect_once(&self, cache: &Arc<Mutex<OwnerCache>>) {
+        let started = Instant::now();
+        let proc_root = self.proc_root.clone();
+        let override_ip = self.local_override;
+        let cache = cache.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut cache = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let table = super::collect_with(&proc_root, &mut cache)?;
+            let local_ip = override_ip.or_else(local_addr::detect);
+            Ok::<_, std::io::Error>((table, local_ip))
+        })
+        .await;
+        match result {
+            Ok(Ok((table, local_ip))) => {
+                let snapshot = self.store.load();
+                let deps = Arc::new(dependencies::build(
+                    &table,
+                    &snapshot.flows.observed,
+                    &snapshot.inventory,
+                    local_ip,
+                ));
+                self.store.update(|s| {
+                    s.dependencies = deps.clone();
+                    s.local_ip = local_ip;
+                });
+                self.store.task_ran(TASK_NAME, true, started.elapsed());
+            }
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "socketstat collect failed; keeping the previous dependencies");
+                self.store.task_ran(TASK_NAME, false, started.elapsed());
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "socketstat collect panicked");
+                self.store.task_ran(TASK_NAME, false, started.elapsed());
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Loopback benchmarks: `bench-rr` (1-byte ping-pong, ops/s) and `bench-bulk`
+//! (one stream of 128 KiB writes, bytes/s). Both run two threads of one
+//! process, which share the `--comm` name.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use planet_testkit::report::{BulkReport, RrReport};
+
+use crate::{emit, sys};
+
+const BULK_BUF: usize = 128 * 1024;
+
+#[derive(Debug, Args)]
+pub struct RrArgs {
+    /// How long to run.
+    #[arg(long)]
+    seconds: f64,
+    /// Listen address of the responder.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// Process name (comm) to set, at most 15 bytes.
+    #[arg(long, default_value = "planet-bench")]
+    comm: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BulkArgs {
+    /// How long to run.
+    #[arg(long)]
+    seconds: f64,
+    /// Listen address of the receiver.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// Process name (comm) to set, at most 15 bytes.
+    #[arg(long, default_value = "planet-bench")]
+    comm: String,
+}
+
+fn duration(seconds: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--seconds must be a positive number")
+}
+
+fn join<T>(handle: thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("peer thread panicked"))?
+}
+
+pub fn run_rr(args: &RrArgs) -> anyhow::Result<()> {
+    let run_for = duration(args.seconds)?;
+    sys::set_comm(&args.comm)?;
+    let listener =
+        TcpListener::bind(args.addr).with_context(|| format!("listen on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    let responder = thread::spawn(move || -> anyhow::Result<()> {
+        let (mut stream, _) = listener.accept().context("accept")?;
+        stream.set_nodelay(true)?;
+        let mut byte = [0u8; 1];
+        loop {
+            if stream.read(&mut byte).context("responder read")? == 0 {
+                return Ok(());
+            }
+            stream.write_all(&byte).context("responder write")?;
+        }
+    });
+
+    let mut stream = TcpStream::connect(addr).context("connect")?;
+    stream.set_nodelay(true)?;
+    let mut byte = [1u8; 1];
+    let mut ops = 0u64;
+    let start = Instant::now();
+    let elapsed = loop {
+        stream.write_all(&byte).context("request write")?;
+        stream.read_exact(&mut byte).context("response read")?;
+        ops += 1;
+        let elapsed = start.elapsed();
+        if elapsed >= run_for {
+            break elapsed;
+        }
+    };
+    drop(stream);
+    join(responder)?;
+    let seconds = elapsed.as_secs_f64();
+    emit(&RrReport {
+        mode: "rr".into(),
+        ops_per_sec: ops as f64 / seconds,
+        ops,
+        seconds,
+    })
+}
+
+pub fn run_bulk(args: &BulkArgs) -> anyhow::Result<()> {
+    let run_for = duration(args.seconds)?;
+    sys::set_comm(&args.comm)?;
+    let listener =
+        TcpListener::bind(args.addr).with_context(|| format!("listen on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    let receiver = thread::spawn(move || -> anyhow::Result<u64> {
+        let (mut stream, _) = listener.accept().context("accept")?;
+        let mut buf = vec![0u8; BULK_BUF];
+        let mut total = 0u64;
+        loop {
+            match stream.read(&mut buf).context("receiver read")? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
+    });
+
+    let mut stream = TcpStream::connect(addr).context("connect")?;
+    let buf = vec![0x42u8; BULK_BUF];
+    let start = Instant::now();
+    while start.elapsed() < run_for {
+        stream.write_all(&buf).context("sender write")?;
+    }
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let bytes = join(receiver)?;
+    let seconds = start.elapsed().as_secs_f64();
+    emit(&BulkReport {
+        mode: "bulk".into(),
+        bytes_per_sec: bytes as f64 / seconds,
+        bytes,
+        seconds,
+    })
+}

@@ -1,0 +1,129 @@
+//! `cargo xtask test`: set-up, then every suite as a named step. All steps
+//! run even when one fails; a summary table follows, and the task fails if
+//! any step did.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+
+use crate::{
+    agent::{self, Agent},
+    cmd::{self, say},
+    setup,
+};
+
+/// One suite. Add new suites to [`steps`].
+struct Step {
+    name: &'static str,
+    run: fn() -> Result<()>,
+}
+
+/// The suites, in order.
+fn steps() -> Vec<Step> {
+    vec![
+        Step {
+            name: "cargo test (workspace, as root)",
+            run: cargo_test,
+        },
+        Step {
+            name: "agent smoke (attach, scrape, SIGTERM)",
+            run: agent_smoke,
+        },
+    ]
+}
+
+pub fn run() -> Result<()> {
+    setup::run()?;
+    let mut results = Vec::new();
+    for step in steps() {
+        say!("step: {}", step.name);
+        let start = Instant::now();
+        let outcome = (step.run)();
+        if let Err(e) = &outcome {
+            say!("step failed: {}: {e:#}", step.name);
+        }
+        results.push((step.name, outcome, start.elapsed()));
+    }
+
+    println!();
+    println!("| step | result | duration |");
+    println!("|---|---|---|");
+    for (name, outcome, duration) in &results {
+        let result = if outcome.is_ok() { "pass" } else { "FAIL" };
+        println!("| {name} | {result} | {} |", cmd::human(*duration));
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|(_, outcome, _)| outcome.is_err())
+        .map(|(name, _, _)| *name)
+        .collect();
+    if !failed.is_empty() {
+        println!();
+        for (name, outcome, _) in &results {
+            if let Err(e) = outcome {
+                println!("{name}: {e:#}");
+            }
+        }
+        bail!(
+            "{} of {} steps failed: {}",
+            failed.len(),
+            results.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The host crates with all their targets. The eBPF crate is `no_std` for
+/// `bpfel-unknown-none` and is built by planet-agent's build script instead.
+/// Every step uses this same selection, so cargo unifies features the same
+/// way and the eBPF object (built by a build script) is not rebuilt.
+const HOST_TARGETS: &[&str] = &[
+    "--workspace",
+    "--exclude",
+    "planet-agent-ebpf",
+    "--all-targets",
+];
+
+/// Unit and integration tests of every host crate; the eBPF tests need root.
+fn cargo_test() -> Result<()> {
+    if !cmd::is_root() {
+        // Compile as the invoking user so target/ stays theirs; only the run is root's.
+        cmd::run(cmd::cargo().arg("test").args(HOST_TARGETS).arg("--no-run"))?;
+    }
+    // --no-fail-fast: run every test binary and report all failures at once.
+    cmd::run(
+        cmd::as_root("cargo")
+            .arg("test")
+            .args(HOST_TARGETS)
+            .arg("--no-fail-fast")
+            .current_dir(cmd::workspace_root()),
+    )
+}
+
+/// The debug agent starts, attaches its probes, serves /metrics and exits
+/// cleanly on SIGTERM.
+fn agent_smoke() -> Result<()> {
+    cmd::run(cmd::cargo().arg("build").args(HOST_TARGETS))?;
+    let target = cmd::target_dir()?;
+    let binary = target.join("debug").join("planet-agent");
+    let log = target.join("xtask-agent-smoke.log");
+    let _ = std::fs::remove_file(&log);
+    let addr: SocketAddr = "127.0.0.1:19198".parse()?;
+    let mut agent = Agent::start(&binary, addr, &["-task-interval", "2s"], &log)?;
+    let metrics = agent.wait_attached(Duration::from_secs(60))?;
+    let attached = agent::metric_value(&metrics, agent::ATTACHED_METRIC).unwrap_or_default();
+    say!("agent attached {attached} flow programs; stopping it");
+    let status = agent.stop()?;
+    if !status.success() {
+        bail!(
+            "the agent exited with {} after SIGTERM; see {}",
+            cmd::describe(status),
+            log.display()
+        );
+    }
+    Ok(())
+}
