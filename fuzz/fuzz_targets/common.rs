@@ -39,7 +39,9 @@ pub fn check(format: Format, data: &[u8]) {
         );
     }
     assert_eq!(
-        inventory.lookup(IpAddr::V4(Ipv4Addr::LOCALHOST)).map(|h| h.domain.as_str()),
+        inventory
+            .lookup(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .map(|h| h.domain.as_str()),
         Some(LOCALHOST)
     );
     for host in hosts.iter().take(MAX_PROBES) {

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     cli::Cli,
+    dependencies::ClosedLog,
     ebpf::{self, MapLimits},
     flow::{self, FlowTask, KernelFlows},
     http,
@@ -23,7 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     report_pending_tasks(&cli);
 
     let store = Arc::new(Store::new());
-    let registry = Arc::new(metrics::registry(store.clone()).context("metrics registry")?);
+    let registry = metrics::registry(store.clone()).context("metrics registry")?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
@@ -32,6 +33,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("listen on {}", cli.listen_address))?;
     tracing::info!(address = %cli.listen_address, "serving /metrics");
 
+    // Closed connections travel from the flow task to the socket table task.
+    let closed_log = cli
+        .task_socketstat_enabled
+        .then(|| Arc::new(ClosedLog::default()));
     if cli.task_flow_enabled {
         let store = store.clone();
         let shutdown = shutdown.clone();
@@ -39,10 +44,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             flows: cli.task_flow_max_flows,
         };
         let (mode, interval) = (cli.task_flow_mode, cli.task_interval);
-        let derive = !cli.task_socketstat_enabled;
+        let log = closed_log.clone();
+        let retention = cli.task_dependency_retention;
         tasks.spawn(async move {
             if let Some(task) = start_flow_task(mode, limits, interval, store).await {
-                task.deriving_dependencies(derive).run(shutdown).await;
+                task.with_closed_log(log, retention).run(shutdown).await;
             }
         });
     } else {
@@ -53,7 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::warn!(%err, "unsupported inventory format, falling back to arrayjson");
             inventory::Format::ArrayJson
         });
-        tracing::info!(format = format.as_str(), addr = %cli.task_inventory_addr, "inventory task enabled");
+        tracing::info!(format = format.as_str(), "inventory task enabled");
         let mut config = InventoryConfig::new(
             cli.task_inventory_addr.clone(),
             format,
@@ -69,6 +75,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             interval: cli.task_interval,
             local_override: cli.local_address,
             proc_root: "/proc".into(),
+            closed: closed_log.clone().unwrap_or_default(),
+            retention: cli.task_dependency_retention,
         };
         tasks.spawn(task.run(shutdown.clone()));
     } else {
@@ -78,7 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     tasks.spawn(cancel_on_signal(shutdown.clone()));
-    let served = http::serve(listener, http::app(registry), {
+    let served = http::serve(listener, http::app(registry, store.clone()), {
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     })

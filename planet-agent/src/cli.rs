@@ -108,6 +108,10 @@ pub struct Cli {
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     pub task_inventory_max_bytes: usize,
 
+    /// How long a connection that closed stays a planet_upstream/planet_downstream edge (Go duration)
+    #[arg(long, default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
+    pub task_dependency_retention: Duration,
+
     /// This host's own address, instead of the default-route interface's
     #[arg(long, value_name = "IP")]
     pub local_address: Option<std::net::IpAddr>,

@@ -35,6 +35,88 @@ pub struct ObservedConnection {
     pub process: Arc<str>,
 }
 
+/// Connections the flow task saw close, handed to the socket table task,
+/// which consumes them on its next collection. Unlike a time window, no
+/// connection is missed however long a collection takes.
+#[derive(Debug, Default)]
+pub struct ClosedLog {
+    pending: std::sync::Mutex<Vec<ObservedConnection>>,
+}
+
+impl ClosedLog {
+    /// At most this many connections wait between two collections; the
+    /// oldest beyond it are dropped (they only add edges, never bytes).
+    pub const CAPACITY: usize = 65_536;
+
+    pub fn record(&self, closed: impl IntoIterator<Item = ObservedConnection>) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.extend(closed);
+        if pending.len() > Self::CAPACITY {
+            let excess = pending.len() - Self::CAPACITY;
+            pending.drain(..excess);
+        }
+    }
+
+    pub fn take(&self) -> Vec<ObservedConnection> {
+        std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// Default of `-task-dependency-retention`.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Closed connections kept visible as edges for a retention window, so a
+/// connection that lived for milliseconds is still on `/metrics` when
+/// Prometheus next scrapes (the original showed such connections only
+/// while their TIME_WAIT socket lasted, about a minute, and only on the
+/// side that closed first).
+#[derive(Debug)]
+pub struct RecentlyClosed {
+    retention: std::time::Duration,
+    by_tuple: HashMap<(SocketAddr, SocketAddr), (std::time::Instant, ObservedConnection)>,
+}
+
+impl RecentlyClosed {
+    pub fn new(retention: std::time::Duration) -> Self {
+        Self {
+            retention,
+            by_tuple: HashMap::new(),
+        }
+    }
+
+    /// Adds connections that closed at `now`, forgets expired ones, and
+    /// returns those still within the window.
+    pub fn update(
+        &mut self,
+        now: std::time::Instant,
+        closed: impl IntoIterator<Item = ObservedConnection>,
+    ) -> Vec<ObservedConnection> {
+        for c in closed {
+            self.by_tuple.insert((c.local, c.remote), (now, c));
+        }
+        let retention = self.retention;
+        self.by_tuple
+            .retain(|_, (at, _)| now.saturating_duration_since(*at) <= retention);
+        if self.by_tuple.len() > ClosedLog::CAPACITY {
+            // Keep the newest; an edge storm must not grow memory unbounded.
+            let mut ages: Vec<std::time::Instant> =
+                self.by_tuple.values().map(|(at, _)| *at).collect();
+            ages.sort_unstable();
+            let cutoff = ages[ages.len() - ClosedLog::CAPACITY];
+            self.by_tuple.retain(|_, (at, _)| *at >= cutoff);
+        }
+        self.by_tuple.values().map(|(_, c)| c.clone()).collect()
+    }
+}
+
 /// One `planet_upstream` / `planet_downstream` series.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Dependency {
@@ -325,6 +407,30 @@ mod tests {
         );
         assert_eq!(deps.upstream.len(), 1);
         assert_eq!(&*deps.upstream[0].process_name, "worker");
+    }
+
+    #[test]
+    fn closed_connections_stay_visible_for_the_retention_window() {
+        use std::time::{Duration, Instant};
+        let conn = |port| ObservedConnection {
+            local: sa("10.0.0.1:40000"),
+            remote: SocketAddr::new("10.0.0.5".parse().unwrap(), port),
+            origin: Origin::Connected,
+            process: Arc::from("worker"),
+        };
+        let mut recent = RecentlyClosed::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(recent.update(t0, [conn(1)]).len(), 1);
+        assert_eq!(
+            recent.update(t0 + Duration::from_secs(30), [conn(2)]).len(),
+            2
+        );
+        let later = recent.update(t0 + Duration::from_secs(61), []);
+        assert_eq!(
+            later,
+            vec![conn(2)],
+            "the first expired, the second is kept"
+        );
     }
 
     #[test]

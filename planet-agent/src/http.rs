@@ -1,7 +1,11 @@
 //! The HTTP surface: `/metrics` and a landing page.
 
-use std::{future::Future, sync::Arc};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex as StdMutex},
+};
 
+use axum::body::Bytes;
 use axum::{
     Router,
     extract::State,
@@ -12,6 +16,8 @@ use axum::{
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
+use crate::snapshot::Store;
+
 const LANDING: &str = "<!doctype html>
 <html><head><meta charset=\"utf-8\"><title>Planet Exporter</title></head>
 <body><h1>Planet Exporter</h1>
@@ -20,25 +26,79 @@ const LANDING: &str = "<!doctype html>
 </body></html>
 ";
 
+/// `/metrics` as last rendered, and the snapshot version it shows.
+///
+/// The registry's collectors render the snapshot. The encoded page is
+/// reused until a task publishes a new snapshot; then the first scrape
+/// renders it while concurrent scrapes get the previous page (at most one
+/// render old), so scrape latency never includes a queue of renders.
+struct Exposition {
+    registry: Registry,
+    store: Arc<Store>,
+    cache: StdMutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    page: Option<(u64, Bytes)>,
+    rendering: bool,
+}
+
 /// The router. `/metrics` renders the registry; every other path answers
 /// with the landing page, as planet-exporter did.
-pub fn app(registry: Arc<Registry>) -> Router {
+pub fn app(registry: Registry, store: Arc<Store>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .fallback(landing)
-        .with_state(registry)
+        .with_state(Arc::new(Exposition {
+            registry,
+            store,
+            cache: StdMutex::new(Cache::default()),
+        }))
 }
 
-async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
-    let families = registry.gather();
-    let encoder = TextEncoder::new();
-    let mut body = Vec::with_capacity(64 * 1024);
-    match encoder.encode(&families, &mut body) {
-        Ok(()) => (
-            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
-            body,
-        )
-            .into_response(),
+impl Exposition {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn render(&self) -> Result<Bytes, prometheus::Error> {
+        let mut body = Vec::with_capacity(256 * 1024);
+        let encoded = TextEncoder::new().encode(&self.registry.gather(), &mut body);
+        // Rendering allocates per series; give the memory back right away.
+        // SAFETY: malloc_trim only walks glibc's own heap.
+        unsafe { libc::malloc_trim(0) };
+        encoded.map(|()| Bytes::from(body))
+    }
+}
+
+async fn metrics(State(exposition): State<Arc<Exposition>>) -> Response {
+    let content_type = [(
+        header::CONTENT_TYPE,
+        TextEncoder::new().format_type().to_owned(),
+    )];
+    let version = exposition.store.version();
+    {
+        let mut cache = exposition.cache();
+        match &cache.page {
+            Some((at, page)) if *at == version || cache.rendering => {
+                return (content_type, page.clone()).into_response();
+            }
+            _ => cache.rendering = true,
+        }
+    }
+    let renderer = exposition.clone();
+    let rendered = tokio::task::spawn_blocking(move || renderer.render()).await;
+    let mut cache = exposition.cache();
+    cache.rendering = false;
+    match rendered {
+        Ok(Ok(page)) => {
+            cache.page = Some((version, page.clone()));
+            (content_type, page).into_response()
+        }
+        Ok(Err(err)) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
 }
@@ -66,11 +126,11 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::snapshot::Store;
 
     async fn get_path(path: &str) -> (StatusCode, String, String) {
-        let registry = crate::metrics::registry(Arc::new(Store::new())).unwrap();
-        let response = app(Arc::new(registry))
+        let store = Arc::new(Store::new());
+        let registry = crate::metrics::registry(store.clone()).unwrap();
+        let response = app(registry, store)
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -97,6 +157,36 @@ mod tests {
             "{content_type}"
         );
         assert!(body.contains("planet_flow_programs_attached 0"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_new_snapshot_is_rendered_and_an_unchanged_one_reused() {
+        let store = Arc::new(Store::new());
+        let registry = crate::metrics::registry(store.clone()).unwrap();
+        let app = app(registry, store.clone());
+        let get = || async {
+            let response = app
+                .clone()
+                .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            String::from_utf8(
+                to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap()
+                    .to_vec(),
+            )
+            .unwrap()
+        };
+        let first = get().await;
+        assert!(first.contains("planet_flow_programs_attached 0"));
+        assert_eq!(get().await, first, "same snapshot, same page");
+        store.task_ran("flow", true, std::time::Duration::from_millis(1));
+        let second = get().await;
+        assert!(
+            second.contains(r#"planet_task_runs_total{task="flow"} 1"#),
+            "{second}"
+        );
     }
 
     #[tokio::test]

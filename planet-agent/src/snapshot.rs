@@ -8,7 +8,10 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -38,8 +41,7 @@ pub struct FlowReport {
     pub capacity: u32,
     /// Flows that disappeared without a close record, since start.
     pub vanished_total: u64,
-    /// Connections seen at the last drain (live) or closed during the last
-    /// two drains, for the dependency merge.
+    /// Live connections at the last drain, for the dependency merge.
     pub observed: Vec<ObservedConnection>,
 }
 
@@ -88,6 +90,8 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
+    /// Bumped by every publish; lets readers cache what they derive.
+    version: AtomicU64,
 }
 
 impl Store {
@@ -107,12 +111,30 @@ impl Store {
             change(&mut next);
             next
         });
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes whenever a new snapshot is published.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Records one run of `task`.
     pub fn task_ran(&self, task: &'static str, success: bool, duration: Duration) {
+        self.publish(task, success, duration, |_| {});
+    }
+
+    /// Publishes a task's result and its run status as one new snapshot.
+    pub fn publish(
+        &self,
+        task: &'static str,
+        success: bool,
+        duration: Duration,
+        change: impl Fn(&mut Snapshot),
+    ) {
         let now = SystemTime::now();
         self.update(|s| {
+            change(s);
             let status = s.tasks.entry(task).or_insert(TaskStatus {
                 last_success: success,
                 last_duration: duration,

@@ -17,8 +17,10 @@ pub const CONFIG_GLOBAL: &str = "PLANET_CONFIG";
 
 /// Default capacity of [`FLOWS_MAP`]; the loader may change it before load.
 pub const FLOWS_MAX_ENTRIES: u32 = 65_536;
-/// Default size of [`CLOSED_RING`] in bytes (a power of two, page aligned).
-pub const CLOSED_RING_BYTES: u32 = 4 << 20;
+/// Size of [`CLOSED_RING`] in bytes (a power of two, page aligned): about
+/// 10,000 close records. User space drains it as records arrive, and the
+/// whole ring counts in the agent's RSS twice (it is mapped twice).
+pub const CLOSED_RING_BYTES: u32 = 1 << 20;
 
 /// Programs of the `tracepoint` probe mode.
 pub mod tracepoint {

@@ -31,9 +31,35 @@ pub fn run() -> Result<()> {
     let start = Instant::now();
     toolchains()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     apt_packages()?;
     tracefs();
     say!("setup: done in {}", cmd::human(start.elapsed()));
+    Ok(())
+}
+
+/// The cargo-fuzz release the inventory fuzz targets use.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// cargo-fuzz, for the bounded fuzz runs of `cargo xtask test`.
+fn cargo_fuzz() -> Result<()> {
+    let installed = cmd::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION))
+        .unwrap_or(false);
+    if !installed {
+        say!("installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+        cmd::run(cmd::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]))?;
+    }
     Ok(())
 }
 

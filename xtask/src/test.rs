@@ -32,6 +32,10 @@ fn steps() -> Vec<Step> {
             name: "agent smoke (attach, scrape, SIGTERM)",
             run: agent_smoke,
         },
+        Step {
+            name: "fuzz inventory parsers (bounded)",
+            run: fuzz_inventory,
+        },
     ]
 }
 
@@ -102,6 +106,38 @@ fn cargo_test() -> Result<()> {
             .arg("--no-fail-fast")
             .current_dir(cmd::workspace_root()),
     )
+}
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: u32 = 20;
+
+/// Both inventory parsers under libFuzzer for a bounded time, from the
+/// committed seeds. A crash, hang or lookup mismatch fails the step and
+/// leaves the input in `fuzz/artifacts/`.
+fn fuzz_inventory() -> Result<()> {
+    let root = cmd::workspace_root();
+    cmd::run(
+        cmd::new("cargo")
+            .args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"])
+            .current_dir(root),
+    )?;
+    for target in ["inventory_arrayjson", "inventory_ndjson"] {
+        let corpus = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        cmd::run(
+            cmd::new("cargo")
+                .args(["+nightly", "fuzz", "run", target])
+                .arg(&corpus)
+                .arg(root.join("fuzz/seeds").join(target))
+                .arg("--")
+                .arg(format!("-max_total_time={FUZZ_SECONDS}"))
+                .args(["-timeout=5", "-dict=fuzz/json.dict"])
+                // The fuzz build needs no eBPF object.
+                .env("AYA_BUILD_SKIP", "1")
+                .current_dir(root),
+        )?;
+    }
+    Ok(())
 }
 
 /// The debug agent starts, attaches its probes, serves /metrics and exits

@@ -78,7 +78,9 @@ pub fn load(request: ModeRequest, limits: MapLimits) -> Result<Loaded, LoadError
     raise_memlock_limit();
     let mut rejected = Vec::new();
     for mode in request.candidates() {
-        match load_mode(mode, limits) {
+        let result = load_mode(mode, limits);
+        release_freed_memory();
+        match result {
             Ok(ebpf) => {
                 return Ok(Loaded {
                     ebpf,
@@ -105,13 +107,24 @@ pub fn load(request: ModeRequest, limits: MapLimits) -> Result<Loaded, LoadError
 fn load_mode(mode: ProbeMode, limits: MapLimits) -> Result<Ebpf, LoadError> {
     let mut config = ProbeConfig::UNSET;
     probe::prepare(mode, &mut config)?;
+    // The programs read only offsets measured above: no CO-RE relocation
+    // needs the kernel's BTF, so aya is spared parsing it again.
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .override_global(names::CONFIG_GLOBAL, &config, true)
         .map_max_entries(names::FLOWS_MAP, limits.flows)
         .load(OBJECT)
         .map_err(LoadError::Object)?;
     probe::attach(mode, &config, &mut ebpf)?;
     Ok(ebpf)
+}
+
+/// Loading parses the kernel's BTF (several MiB of small allocations);
+/// hand the freed memory back to the system instead of keeping it in the
+/// allocator's arenas for the agent's whole life.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks glibc's own heap.
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{KernelFlows, Ledger, ledger, record::Flow};
 use crate::{
-    dependencies::{self, ObservedConnection},
+    dependencies::{self, ClosedLog, DEFAULT_RETENTION, ObservedConnection, RecentlyClosed},
     listeners,
     snapshot::{FlowReport, Store},
     socket_table::SocketTable,
@@ -27,11 +27,11 @@ pub struct FlowTask {
     ledger: Ledger,
     pending: Vec<Flow>,
     vanished_total: u64,
-    /// Connections closed during the previous drain (kept for two drains so
-    /// the socket table task, on its own schedule, cannot miss them).
-    closed_before: Vec<ObservedConnection>,
-    /// Derive dependencies from flows alone (socket table task disabled).
-    derive_dependencies: bool,
+    /// Where closed connections go for the socket table task; `None` when
+    /// that task is disabled and this one derives the dependencies itself.
+    closed_log: Option<Arc<ClosedLog>>,
+    /// With `closed_log` unset: closed connections still shown as edges.
+    recently_closed: RecentlyClosed,
     store: Arc<Store>,
     interval: Duration,
 }
@@ -43,17 +43,19 @@ impl FlowTask {
             ledger: Ledger::new(),
             pending: Vec::new(),
             vanished_total: 0,
-            closed_before: Vec::new(),
-            derive_dependencies: false,
+            closed_log: None,
+            recently_closed: RecentlyClosed::new(DEFAULT_RETENTION),
             store,
             interval,
         }
     }
 
-    /// Also publish dependencies from flows alone, for when the socket table
-    /// task is disabled.
-    pub fn deriving_dependencies(mut self, yes: bool) -> Self {
-        self.derive_dependencies = yes;
+    /// Hands closed connections to the socket table task through `log`.
+    /// Without one, this task publishes dependencies from flows alone,
+    /// keeping closed connections as edges for `retention`.
+    pub fn with_closed_log(mut self, log: Option<Arc<ClosedLog>>, retention: Duration) -> Self {
+        self.closed_log = log;
+        self.recently_closed = RecentlyClosed::new(retention);
         self
     }
 
@@ -95,11 +97,8 @@ impl FlowTask {
         } else {
             Default::default()
         };
+        let live_now: Vec<ObservedConnection> = live.iter().map(observed).collect();
         let closed_now: Vec<ObservedConnection> = closed.iter().map(observed).collect();
-        let mut recent: Vec<ObservedConnection> = live.iter().map(observed).collect();
-        recent.extend(self.closed_before.iter().cloned());
-        recent.extend(closed_now.iter().cloned());
-        self.closed_before = closed_now;
         let stats = self
             .ledger
             .drain(closed, live, |port| listening.contains(&port));
@@ -113,23 +112,25 @@ impl FlowTask {
             live_flows: stats.live,
             capacity: self.source.capacity,
             vanished_total: self.vanished_total,
-            observed: recent,
+            observed: live_now,
         });
-        let deps = self.derive_dependencies.then(|| {
-            let snapshot = self.store.load();
-            Arc::new(dependencies::build(
-                &SocketTable::default(),
-                &report.observed,
-                &snapshot.inventory,
-                snapshot.local_ip,
-            ))
-        });
-        self.store.update(|s| {
-            s.flows = report.clone();
-            if let Some(deps) = &deps {
-                s.dependencies = deps.clone();
+        let deps = match &self.closed_log {
+            Some(log) => {
+                log.record(closed_now);
+                None
             }
-        });
+            None => {
+                let mut seen = report.observed.clone();
+                seen.extend(self.recently_closed.update(Instant::now(), closed_now));
+                let snapshot = self.store.load();
+                Some(Arc::new(dependencies::build(
+                    &SocketTable::default(),
+                    &seen,
+                    &snapshot.inventory,
+                    snapshot.local_ip,
+                )))
+            }
+        };
         let elapsed = started.elapsed();
         tracing::debug!(
             closed = stats.closed,
@@ -139,7 +140,12 @@ impl FlowTask {
             ?elapsed,
             "flow drain"
         );
-        self.store.task_ran(TASK_NAME, true, elapsed);
+        self.store.publish(TASK_NAME, true, elapsed, |s| {
+            s.flows = report.clone();
+            if let Some(deps) = &deps {
+                s.dependencies = deps.clone();
+            }
+        });
     }
 }
 

@@ -12,7 +12,11 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::OwnerCache;
-use crate::{dependencies, local_addr, snapshot::Store};
+use crate::{
+    dependencies::{self, ClosedLog, RecentlyClosed},
+    local_addr,
+    snapshot::Store,
+};
 
 /// Name of this task in self-metrics (planet-exporter's name for it).
 pub const TASK_NAME: &str = "socketstat";
@@ -23,6 +27,10 @@ pub struct SocketTableTask {
     /// `-local-address`: overrides the routing-table lookup.
     pub local_override: Option<IpAddr>,
     pub proc_root: PathBuf,
+    /// Connections the flow task saw close since the last collection.
+    pub closed: Arc<ClosedLog>,
+    /// How long a closed connection stays an edge.
+    pub retention: Duration,
 }
 
 impl SocketTableTask {
@@ -30,15 +38,16 @@ impl SocketTableTask {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let cache = Arc::new(Mutex::new(OwnerCache::new()));
+        let mut recent = RecentlyClosed::new(self.retention);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = ticker.tick() => self.collect_once(&cache).await,
+                _ = ticker.tick() => self.collect_once(&cache, &mut recent).await,
             }
         }
     }
 
-    async fn collect_once(&self, cache: &Arc<Mutex<OwnerCache>>) {
+    async fn collect_once(&self, cache: &Arc<Mutex<OwnerCache>>, recent: &mut RecentlyClosed) {
         let started = Instant::now();
         let proc_root = self.proc_root.clone();
         let override_ip = self.local_override;
@@ -55,17 +64,24 @@ impl SocketTableTask {
         match result {
             Ok(Ok((table, local_ip))) => {
                 let snapshot = self.store.load();
+                let mut observed = snapshot.flows.observed.clone();
+                observed.extend(recent.update(Instant::now(), self.closed.take()));
+                tracing::debug!(
+                    listeners = table.listeners.len(),
+                    connections = table.connections.len(),
+                    observed = observed.len(),
+                    "socket table collected"
+                );
                 let deps = Arc::new(dependencies::build(
                     &table,
-                    &snapshot.flows.observed,
+                    &observed,
                     &snapshot.inventory,
                     local_ip,
                 ));
-                self.store.update(|s| {
+                self.store.publish(TASK_NAME, true, started.elapsed(), |s| {
                     s.dependencies = deps.clone();
                     s.local_ip = local_ip;
                 });
-                self.store.task_ran(TASK_NAME, true, started.elapsed());
             }
             Ok(Err(err)) => {
                 tracing::error!(error = %err, "socketstat collect failed; keeping the previous dependencies");
