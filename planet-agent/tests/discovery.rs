@@ -236,9 +236,10 @@ fn discovers_dependencies_named_by_the_inventory() {
             ("remote_address", "client.planet.test"),
             ("remote_hostgroup", "nsclient"),
         ]),
+        // The host side is inside the namespace's /64 too.
         labels(&[
             ("local_address", &host6),
-            ("local_hostgroup", ""),
+            ("local_hostgroup", "ns6"),
             ("port", &port6_s),
             ("process_name", &srv6),
             ("protocol", "tcp"),
@@ -266,7 +267,7 @@ fn discovers_dependencies_named_by_the_inventory() {
             ("process_name", &cli6),
             ("protocol", "tcp"),
             ("remote_address", &host6),
-            ("remote_hostgroup", ""),
+            ("remote_hostgroup", "ns6"),
         ]),
     ]
     .into();
