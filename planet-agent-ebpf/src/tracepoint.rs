@@ -5,8 +5,10 @@
 //! Field offsets come from the tracepoints' `format` files (via the
 //! `PLANET_CONFIG` global), not from the kernel the object was built on.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use planet_common::{AF_INET, AF_INET6, FlowMeta, IPPROTO_TCP, MSG_PEEK, Origin, tcp_state};
+use aya_ebpf::{EbpfContext, macros::tracepoint, programs::TracePointContext};
+use planet_common::{
+    AF_INET, AF_INET6, FlowMeta, IPPROTO_TCP, MSG_PEEK, Origin, config::LENGTH_LAYOUT, tcp_state,
+};
 
 use crate::{
     config::layout,
@@ -37,8 +39,33 @@ fn field<T>(ctx: &TracePointContext, offset: u16) -> Result<T, i32> {
     unsafe { ctx.read_at::<T>(offset as usize) }
 }
 
+/// Loads a field of the record directly. Only for offsets the loader
+/// verified against the event's format (`len_fixed_layout`).
+#[inline(always)]
+fn load<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: the record is 8-byte aligned and every offset is a multiple of
+    // its field size; the verifier bounds-checks constant-offset loads, and
+    // the loader set `len_fixed_layout` only after matching the offsets
+    // against this kernel's format file.
+    unsafe { ctx.as_ptr().cast::<u8>().add(offset).cast::<T>().read() }
+}
+
 #[inline(always)]
 fn on_length(ctx: &TracePointContext, dir: Dir) -> Result<(), i32> {
+    if layout!(len_fixed_layout) != 0 {
+        let [sk_at, protocol_at, ret_at, flags_at] = LENGTH_LAYOUT;
+        let ret: i32 = load(ctx, ret_at as usize);
+        if ret <= 0 || load::<u16>(ctx, protocol_at as usize) != IPPROTO_TCP {
+            return Ok(());
+        }
+        if let Dir::Rx = dir
+            && load::<i32>(ctx, flags_at as usize) & MSG_PEEK != 0
+        {
+            return Ok(());
+        }
+        flow::account(load(ctx, sk_at as usize), dir, ret as u64);
+        return Ok(());
+    }
     let ret: i32 = field(ctx, layout!(len_ret))?;
     if ret <= 0 {
         return Ok(());

@@ -39,7 +39,11 @@ pub struct ProbeConfig {
     pub sock_v6_rcv_saddr: u16,
     /// `tcp:tcp_destroy_sock`: `skaddr` (0 = event not used).
     pub destroy_skaddr: u16,
-    pub _reserved: [u16; 2],
+    /// 1 when the length tracepoints have exactly [`LENGTH_LAYOUT`]: the
+    /// programs then load the fields straight from the record instead of
+    /// through a helper call each (measured, not assumed).
+    pub len_fixed_layout: u16,
+    pub _reserved: u16,
 }
 const _: () = assert!(size_of::<ProbeConfig>() == 40);
 
@@ -64,9 +68,14 @@ impl ProbeConfig {
         sock_v6_daddr: 0,
         sock_v6_rcv_saddr: 0,
         destroy_skaddr: 0,
-        _reserved: [0; 2],
+        len_fixed_layout: 0,
+        _reserved: 0,
     };
 }
+
+/// The `sock:sock_{send,recv}_length` layout of Linux 6.3 onwards:
+/// offsets of `sk`, `protocol`, `ret` and `flags`.
+pub const LENGTH_LAYOUT: [u16; 4] = [8, 18, 20, 24];
 
 /// Offsets inside `struct sock_common` that have not moved since Linux 2.6
 /// (`include/net/sock.h`): the first 20 bytes. Anything else is measured.

@@ -183,6 +183,14 @@ pub fn length_tracepoints(
         config.len_ret = format.offset("ret", 4)?;
         config.len_flags = format.offset("flags", 4)?;
     }
+    config.len_fixed_layout = u16::from(
+        [
+            config.len_sk,
+            config.len_protocol,
+            config.len_ret,
+            config.len_flags,
+        ] == planet_common::config::LENGTH_LAYOUT,
+    );
     // Both events share one class; a kernel where they differ is rejected.
     let same = |field, size| send.offset(field, size).ok() == recv.offset(field, size).ok();
     if !(same("sk", 8) && same("protocol", 2) && same("ret", 4) && same("flags", 4)) {
