@@ -20,6 +20,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "util-linux",
     "curl",
     "ca-certificates",
+    // Real servers for planet-federator's integration tests.
+    "prometheus",
+    "influxdb",
+    "influxdb-client",
 ];
 
 /// The bpf-linker release the eBPF build uses.

@@ -1,0 +1,36 @@
+//! planet-federator: fleet aggregation of planet-agent metrics.
+//!
+//! On a cron schedule it asks Prometheus for every agent's traffic and
+//! dependencies (the original's PromQL), writes one point per service pair
+//! to InfluxDB (the original's measurements, tags and fields), keeps the
+//! history of service edges, and exports the aggregations for BigQuery.
+//! See the crate README for flags, differences from the Go original, and
+//! example queries.
+
+pub mod aggregate;
+pub mod app;
+pub mod bigquery;
+pub mod cli;
+pub mod edges;
+pub mod go_duration;
+pub mod history;
+pub mod http;
+pub mod influx;
+pub mod jobs;
+pub mod logging;
+pub mod metrics;
+pub mod prom;
+pub mod promql;
+pub mod schedule;
+
+/// An error and its sources, `: `-joined (for log fields).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
+}
