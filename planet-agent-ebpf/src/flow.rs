@@ -39,8 +39,8 @@ pub fn account(sk: u64, dir: Dir, bytes: u64) {
     }
     // Bytes read after the socket reached TCP_CLOSE (the peer's data and FIN
     // arrived before the owner read them) belong to the flow that closed.
-    // SAFETY: pointer from a successful lookup; FlowMeta is plain data.
     let meta = match PLANET_CLOSING.get_ptr(sk) {
+        // SAFETY: pointer from a successful lookup; FlowMeta is plain data.
         Some(closed) => unsafe { *closed },
         None => read_sock_meta(sk),
     };
