@@ -167,6 +167,18 @@ pub fn bind_label(addr: SocketAddr) -> String {
     format!("{}:{}", addr.ip(), addr.port())
 }
 
+/// For a socket nobody listens on any more (a TIME_WAIT left after its
+/// listener closed): the peer's port is ephemeral and ours is not, so the
+/// peer connected to us. Without this rule planet-exporter reported such
+/// sockets as upstreams on the client's ephemeral port.
+fn accepted_by_ports(
+    local: u16,
+    remote: u16,
+    ephemeral: Option<&std::ops::RangeInclusive<u16>>,
+) -> bool {
+    ephemeral.is_some_and(|range| range.contains(&remote) && !range.contains(&local))
+}
+
 const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Builds the dependency lists.
@@ -230,7 +242,14 @@ pub fn build(
         let downstream = match origin {
             Origin::Accepted => true,
             Origin::Connected => false,
-            Origin::Unknown => listening.contains_key(&local.port()),
+            Origin::Unknown => {
+                listening.contains_key(&local.port())
+                    || accepted_by_ports(
+                        local.port(),
+                        remote.port(),
+                        table.ephemeral_ports.as_ref(),
+                    )
+            }
         };
         if downstream {
             let port = local.port();
@@ -350,6 +369,7 @@ mod tests {
                     "app",
                 ),
             ],
+            ephemeral_ports: None,
         };
         let deps = build(&table, &[], &Inventory::default(), host());
         assert_eq!(deps.downstream.len(), 1);
@@ -368,6 +388,26 @@ mod tests {
     }
 
     #[test]
+    fn listener_gone_ephemeral_peer_is_a_downstream() {
+        let table = SocketTable {
+            listeners: vec![],
+            connections: vec![
+                conn("10.0.0.1:8080", "10.0.0.9:50000", TcpState::TimeWait, ""),
+                conn("10.0.0.1:41000", "10.0.0.7:5432", TcpState::TimeWait, ""),
+                // Both ports ephemeral: ambiguous, the original's rule stands.
+                conn("10.0.0.1:40000", "10.0.0.8:45000", TcpState::TimeWait, ""),
+            ],
+            ephemeral_ports: Some(32768..=60999),
+        };
+        let deps = build(&table, &[], &Inventory::default(), host());
+        let down: Vec<u16> = deps.downstream.iter().map(|d| d.port).collect();
+        let mut up: Vec<u16> = deps.upstream.iter().map(|d| d.port).collect();
+        up.sort_unstable();
+        assert_eq!(down, vec![8080]);
+        assert_eq!(up, vec![5432, 45000]);
+    }
+
+    #[test]
     fn ebpf_origin_beats_the_listening_port_rule() {
         // An outgoing connection that happens to use a local port someone
         // listens on: the original called it a downstream.
@@ -379,6 +419,7 @@ mod tests {
                 TcpState::Established,
                 "curl",
             )],
+            ephemeral_ports: None,
         };
         let observed = [ObservedConnection {
             local: sa("10.0.0.1:8080"),
@@ -438,6 +479,7 @@ mod tests {
         let table = SocketTable {
             listeners: vec![listener("[::]:80", "nginx")],
             connections: vec![conn("10.0.0.1:80", "10.0.0.9:1234", TcpState::TimeWait, "")],
+            ephemeral_ports: None,
         };
         let deps = build(&table, &[], &Inventory::default(), host());
         assert_eq!(&*deps.downstream[0].process_name, "nginx");
@@ -453,6 +495,7 @@ mod tests {
                 TcpState::Established,
                 "",
             )],
+            ephemeral_ports: None,
         };
         let observed = [ObservedConnection {
             local: sa("10.0.0.1:40000"),
@@ -501,6 +544,7 @@ mod tests {
                     "app",
                 ),
             ],
+            ephemeral_ports: None,
         };
         let deps = build(&table, &[], &inv, host());
         assert_eq!(deps.downstream.len(), 1);
@@ -532,6 +576,7 @@ mod tests {
                 TcpState::Established,
                 "c",
             )],
+            ephemeral_ports: None,
         };
         let deps = build(&table, &[], &Inventory::default(), host());
         assert_eq!(deps.upstream[0].remote_address, "127.0.0.1");
@@ -563,6 +608,7 @@ mod tests {
                     "other",
                 ),
             ],
+            ephemeral_ports: None,
         };
         let deps = build(&table, &[], &inv, host());
         assert_eq!(deps.upstream.len(), 1);
@@ -578,6 +624,7 @@ mod tests {
                 listener("[::1]:631", "cupsd"),
             ],
             connections: vec![],
+            ephemeral_ports: None,
         };
         let deps = build(&table, &[], &Inventory::default(), host());
         let mut binds: Vec<&str> = deps.servers.iter().map(|s| s.bind.as_str()).collect();
@@ -595,6 +642,7 @@ mod tests {
                 TcpState::Established,
                 "envoy",
             )],
+            ephemeral_ports: None,
         };
         let deps = build(&table, &[], &Inventory::default(), host());
         assert_eq!(deps.downstream[0].remote_address, "fd00::9");

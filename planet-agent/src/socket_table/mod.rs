@@ -75,6 +75,18 @@ pub struct Connection {
 pub struct SocketTable {
     pub listeners: Vec<Listener>,
     pub connections: Vec<Connection>,
+    /// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`),
+    /// when it could be read.
+    pub ephemeral_ports: Option<std::ops::RangeInclusive<u16>>,
+}
+
+/// Parses `/proc/sys/net/ipv4/ip_local_port_range` ("32768\t60999").
+pub fn parse_port_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
+    let mut parts = text.split_whitespace().map(str::parse::<u16>);
+    let (Some(Ok(low)), Some(Ok(high))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    (low <= high).then_some(low..=high)
 }
 
 /// Enumerates TCP sockets and their owners, from scratch.
@@ -97,7 +109,15 @@ pub fn collect_with(proc_root: &Path, cache: &mut OwnerCache) -> std::io::Result
             .get(&inode)
             .map_or_else(|| Arc::from(""), |o| o.comm.clone())
     };
-    let mut table = SocketTable::default();
+    let mut table = SocketTable {
+        ephemeral_ports: std::fs::read_to_string(
+            proc_root.join("sys/net/ipv4/ip_local_port_range"),
+        )
+        .ok()
+        .as_deref()
+        .and_then(parse_port_range),
+        ..SocketTable::default()
+    };
     for s in sockets {
         match s.state {
             TcpState::Listen => table.listeners.push(Listener {
@@ -131,6 +151,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_the_ephemeral_port_range() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Some(32768..=60999));
+        assert_eq!(parse_port_range("60999 32768"), None);
+        assert_eq!(parse_port_range("garbage"), None);
+    }
+
+    #[test]
     fn collects_listeners_and_connections_with_processes() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -154,5 +181,6 @@ mod tests {
             .expect("client side listed");
         assert_eq!(conn.process, me);
         assert_eq!(conn.state, TcpState::Established);
+        assert!(table.ephemeral_ports.is_some(), "ip_local_port_range read");
     }
 }
