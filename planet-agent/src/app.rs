@@ -55,11 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("flow task disabled (-task-flow-enabled=false)");
     }
     if cli.task_inventory_enabled {
-        let format = cli.task_inventory_format.parse().unwrap_or_else(|err| {
-            tracing::warn!(%err, "unsupported inventory format, falling back to arrayjson");
-            inventory::Format::ArrayJson
-        });
-        tracing::info!(format = format.as_str(), "inventory task enabled");
+        let format = inventory::Format::from_flag(&cli.task_inventory_format);
         let mut config = InventoryConfig::new(
             cli.task_inventory_addr.clone(),
             format,
