@@ -24,7 +24,6 @@ pub mod flow;
 pub mod go_duration;
 pub mod http;
 pub mod inventory;
-pub mod listeners;
 pub mod local_addr;
 pub mod logging;
 pub mod metrics;

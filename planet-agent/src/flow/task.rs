@@ -14,9 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::{KernelFlows, Ledger, ledger, record::Flow};
 use crate::{
     dependencies::{self, ClosedLog, DEFAULT_RETENTION, ObservedConnection, RecentlyClosed},
-    listeners,
     snapshot::{FlowReport, Store},
-    socket_table::SocketTable,
+    socket_table::{self, SocketTable},
 };
 
 /// Name of this task in self-metrics.
@@ -90,7 +89,7 @@ impl FlowTask {
             .chain(&live)
             .any(|f| f.origin == Origin::Unknown);
         let listening = if needs_listeners {
-            listeners::listening_ports().unwrap_or_else(|err| {
+            socket_table::listening_ports().unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "cannot read listening ports; flows that predate the agent count as upstream");
                 Default::default()
             })

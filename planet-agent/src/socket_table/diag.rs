@@ -31,12 +31,23 @@ pub struct RawSocket {
     pub uid: u32,
 }
 
+/// Every TCP state, as a `sock_diag` state mask.
+pub const ALL_STATES: u32 = u32::MAX;
+/// Only listening sockets.
+pub const LISTEN_ONLY: u32 = 1 << 10;
+
 /// Dumps every TCP socket of both families.
 pub fn dump_tcp() -> io::Result<Vec<RawSocket>> {
+    dump_tcp_states(ALL_STATES)
+}
+
+/// Dumps the TCP sockets of both families whose state is in `states`
+/// (a bit per kernel state number); the kernel does the filtering.
+pub fn dump_tcp_states(states: u32) -> io::Result<Vec<RawSocket>> {
     let mut out = Vec::new();
     let socket = open()?;
     for family in [libc::AF_INET, libc::AF_INET6] {
-        request(&socket, family as u8)?;
+        request(&socket, family as u8, states)?;
         receive(&socket, &mut out)?;
     }
     Ok(out)
@@ -58,8 +69,8 @@ fn open() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Encodes the dump request for `family` (all states, IPPROTO_TCP).
-pub fn encode_request(family: u8) -> [u8; NLMSG_HDR_LEN + 56] {
+/// Encodes the dump request for `family` and the `states` mask (IPPROTO_TCP).
+pub fn encode_request(family: u8, states: u32) -> [u8; NLMSG_HDR_LEN + 56] {
     let mut buf = [0u8; NLMSG_HDR_LEN + 56];
     let len = buf.len() as u32;
     buf[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -69,13 +80,13 @@ pub fn encode_request(family: u8) -> [u8; NLMSG_HDR_LEN + 56] {
     let req = &mut buf[NLMSG_HDR_LEN..];
     req[0] = family;
     req[1] = libc::IPPROTO_TCP as u8;
-    // ext 0, pad 0; states: every TCP state.
-    req[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+    // ext 0, pad 0, then the state mask.
+    req[4..8].copy_from_slice(&states.to_ne_bytes());
     buf
 }
 
-fn request(socket: &OwnedFd, family: u8) -> io::Result<()> {
-    let buf = encode_request(family);
+fn request(socket: &OwnedFd, family: u8, states: u32) -> io::Result<()> {
+    let buf = encode_request(family, states);
     // SAFETY: an all-zero sockaddr_nl addresses the kernel.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as u16;
@@ -280,10 +291,24 @@ mod tests {
 
     #[test]
     fn request_asks_for_a_tcp_dump() {
-        let req = encode_request(libc::AF_INET6 as u8);
+        let req = encode_request(libc::AF_INET6 as u8, LISTEN_ONLY);
         assert_eq!(u32::from_ne_bytes(req[0..4].try_into().unwrap()), 72);
         assert_eq!(req[16], libc::AF_INET6 as u8);
         assert_eq!(req[17], libc::IPPROTO_TCP as u8);
+        assert_eq!(u32::from_ne_bytes(req[20..24].try_into().unwrap()), 1 << 10);
+    }
+
+    #[test]
+    fn listen_only_dump_has_only_listeners() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let sockets = dump_tcp_states(LISTEN_ONLY).expect("sock_diag dump");
+        assert!(sockets.iter().any(|s| s.local == addr), "{addr} missing");
+        assert!(
+            sockets.iter().all(|s| s.state == TcpState::Listen),
+            "{sockets:?}"
+        );
     }
 
     #[test]

@@ -89,6 +89,14 @@ pub fn parse_port_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
     (low <= high).then_some(low..=high)
 }
 
+/// Local ports with a listening socket, IPv4 or IPv6 (no process lookup).
+pub fn listening_ports() -> std::io::Result<std::collections::HashSet<u16>> {
+    Ok(diag::dump_tcp_states(diag::LISTEN_ONLY)?
+        .into_iter()
+        .map(|s| s.local.port())
+        .collect())
+}
+
 /// Enumerates TCP sockets and their owners, from scratch.
 pub fn collect(proc_root: &Path) -> std::io::Result<SocketTable> {
     collect_with(proc_root, &mut OwnerCache::new())
