@@ -39,6 +39,12 @@ pub struct Cli {
           default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub version: bool,
 
+    /// Try every flow probe mode on this kernel, print which attach (and why
+    /// the others cannot), and exit
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub check_flow_modes: bool,
+
     /// Interval between collection of expensive data into memory (Go duration)
     #[arg(long, default_value = "7s", value_parser = parse_interval, value_name = "DURATION")]
     pub task_interval: Duration,
