@@ -21,7 +21,6 @@ use aya_ebpf::{
 use planet_common::MSG_PEEK;
 
 use crate::{
-    config::layout,
     flow::{self, Dir},
     maps::{PLANET_CALLS, ProbeCall},
 };
@@ -48,14 +47,21 @@ pub fn planet_krp_send(ctx: RetProbeContext) -> u32 {
     0
 }
 
+/// `tcp_recvmsg(sk, msg, len, flags, ...)` (Linux 5.19+).
 #[kprobe]
 pub fn planet_kp_recv(ctx: ProbeContext) -> u32 {
-    let flags = if layout!(recv_flags_arg) == 4 {
-        ctx.arg::<i64>(4)
-    } else {
-        ctx.arg::<i64>(3)
-    };
-    if let (Some(sk), Some(flags)) = (ctx.arg::<u64>(0), flags) {
+    if let (Some(sk), Some(flags)) = (ctx.arg::<u64>(0), ctx.arg::<i64>(3)) {
+        remember(sk, (flags as i32) & MSG_PEEK != 0);
+    }
+    0
+}
+
+/// `tcp_recvmsg(sk, msg, len, nonblock, flags, addr_len)` (before 5.19).
+/// A program of its own: choosing the register at run time makes LLVM
+/// compute the context offset, which the verifier refuses.
+#[kprobe]
+pub fn planet_kp_recv_nb(ctx: ProbeContext) -> u32 {
+    if let (Some(sk), Some(flags)) = (ctx.arg::<u64>(0), ctx.arg::<i64>(4)) {
         remember(sk, (flags as i32) & MSG_PEEK != 0);
     }
     0

@@ -43,10 +43,7 @@ pub struct ProbeConfig {
     /// programs then load the fields straight from the record instead of
     /// through a helper call each (measured, not assumed).
     pub len_fixed_layout: u16,
-    /// Index of `flags` among `tcp_recvmsg`'s parameters: 4 before Linux
-    /// 5.19 (which dropped `nonblock`), 3 from then on; 0 = not used.
-    /// Read by the `kprobe` mode, which sees arguments as registers.
-    pub recv_flags_arg: u16,
+    pub _reserved: u16,
 }
 const _: () = assert!(size_of::<ProbeConfig>() == 40);
 
@@ -72,7 +69,7 @@ impl ProbeConfig {
         sock_v6_rcv_saddr: 0,
         destroy_skaddr: 0,
         len_fixed_layout: 0,
-        recv_flags_arg: 0,
+        _reserved: 0,
     };
 }
 

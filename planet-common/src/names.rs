@@ -60,8 +60,11 @@ pub mod kprobe {
     pub const SEND_ENTRY: &str = "planet_kp_send";
     /// kretprobe on the same: counts the bytes the call returned.
     pub const SEND_RETURN: &str = "planet_krp_send";
-    /// kprobe on `tcp_recvmsg`: remembers the socket and `MSG_PEEK`.
+    /// kprobe on `tcp_recvmsg(sk, msg, len, flags, ...)`: remembers the
+    /// socket and `MSG_PEEK`.
     pub const RECV_ENTRY: &str = "planet_kp_recv";
+    /// The same for `tcp_recvmsg(sk, msg, len, nonblock, flags, addr_len)`.
+    pub const RECV_ENTRY_NONBLOCK_ARG: &str = "planet_kp_recv_nb";
     /// kprobe on `tcp_cleanup_rbuf(sk, copied)`: counts what `copied` grew by.
     pub const CLEANUP_RBUF: &str = "planet_kp_rbuf";
     /// kretprobe on `tcp_recvmsg`: forgets the call.

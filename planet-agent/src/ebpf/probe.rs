@@ -91,6 +91,8 @@ pub struct Plan {
     pub hook_sendpage: bool,
     /// `tcp_recvmsg`'s signature, where the mode's programs depend on it.
     pub recv: Option<layout::RecvSignature>,
+    /// Index of `tcp_recvmsg`'s `flags` (0 = not needed by the mode).
+    pub recv_flags_arg: u16,
 }
 
 /// Measures what the programs of `mode` read on the running kernel, or
@@ -102,6 +104,7 @@ pub fn prepare(mode: ProbeMode) -> Result<Plan, LoadError> {
     let btf = layout::KernelBtf::open(Path::new(KERNEL_BTF));
     let kernel = layout::KernelVersion::running();
     let mut recv = None;
+    let mut recv_flags_arg = 0;
     match mode {
         ProbeMode::Tracepoint => {
             let send = layout::read_format(&tracefs, "sock", "sock_send_length")?;
@@ -113,7 +116,7 @@ pub fn prepare(mode: ProbeMode) -> Result<Plan, LoadError> {
                 "fentry needs the kernel's BTF (/sys/kernel/btf/vmlinux is missing)",
             ))?;
             let signature = btf.recv_signature()?;
-            config.recv_flags_arg = signature.flags_arg();
+            recv_flags_arg = signature.flags_arg();
             recv = Some(signature);
         }
         ProbeMode::Kprobe => {
@@ -122,7 +125,7 @@ pub fn prepare(mode: ProbeMode) -> Result<Plan, LoadError> {
                     "kernel built without kprobes (no /sys/bus/event_source/devices/kprobe)",
                 ));
             }
-            config.recv_flags_arg = match &btf {
+            recv_flags_arg = match &btf {
                 Some(btf) => btf.recv_signature()?.flags_arg(),
                 None => kernel
                     .ok_or(LoadError::Unsupported(
@@ -159,6 +162,7 @@ pub fn prepare(mode: ProbeMode) -> Result<Plan, LoadError> {
         config: *config,
         hook_sendpage,
         recv,
+        recv_flags_arg,
     })
 }
 
@@ -202,6 +206,10 @@ pub fn attach(mode: ProbeMode, plan: &Plan, ebpf: &mut Ebpf) -> Result<(), LoadE
             if plan.hook_sendpage {
                 send.push("tcp_sendpage");
             }
+            let recv_entry = match plan.recv_flags_arg {
+                4 => names::kprobe::RECV_ENTRY_NONBLOCK_ARG,
+                _ => names::kprobe::RECV_ENTRY,
+            };
             let hooks: [(&'static str, &[&str]); 5] = [
                 // Entry programs after their return programs: a call seen
                 // entering is always seen leaving.
@@ -209,7 +217,7 @@ pub fn attach(mode: ProbeMode, plan: &Plan, ebpf: &mut Ebpf) -> Result<(), LoadE
                 (names::kprobe::SEND_ENTRY, &send),
                 (names::kprobe::RECV_RETURN, &["tcp_recvmsg"]),
                 (names::kprobe::CLEANUP_RBUF, &["tcp_cleanup_rbuf"]),
-                (names::kprobe::RECV_ENTRY, &["tcp_recvmsg"]),
+                (recv_entry, &["tcp_recvmsg"]),
             ];
             for (program, functions) in hooks {
                 let probe: &mut KProbe = program_mut(ebpf, program)?;
