@@ -169,7 +169,7 @@ mod tests {
             .unwrap()
     }
 
-    fn header_of<'r>(response: &'r Response, name: header::HeaderName) -> &'r str {
+    fn header_of(response: &Response, name: header::HeaderName) -> &str {
         response
             .headers()
             .get(name)

@@ -202,7 +202,7 @@
         'data-process': l.process_name,
         x: HOST_X + 12,
         y: hostTop + 70 + 15 * i,
-      }, l.bind + '  ' + (l.process_name || '?')));
+      }, l.bind + '  ' + (l.process_name || 'unknown process')));
     });
     nodes.appendChild(g);
 
