@@ -18,7 +18,8 @@
   const HOST_X = (W - HOST_W) / 2;
   const TOP = 44;
   const PEER_HEAD = 38;
-  const SLOT_H = 18;
+  const SLOT_H = 32;
+  const MAX_LISTENERS = 12;
   const GAP = 12;
 
   let timer = null;
@@ -56,13 +57,18 @@
     return Math.min(18, 1.5 + 1.8 * Math.log10(1 + bps));
   }
 
+  // Shortens `text` to `max` characters; the full text is in the titles and tables.
+  function clip(text, max) {
+    return text.length > max ? text.slice(0, max - 1) + '…' : text;
+  }
+
   function edgeLabel(edge) {
     return ':' + edge.port + ' ' + edge.protocol + ' · ' + (edge.process_name || 'unknown process');
   }
 
   function rateLabel(edge) {
     const r = edge.bytes_per_second;
-    if (!r) return '';
+    if (!r) return 'bytes/s unavailable';
     return '↑' + formatRate(r.egress) + ' ↓' + formatRate(r.ingress);
   }
 
@@ -100,13 +106,13 @@
       g.appendChild(svg('title', {}, (direction === 'upstream' ? 'Upstream service ' : 'Downstream client ') +
         peer.address + (peer.hostgroup ? ' (hostgroup ' + peer.hostgroup + ')' : '')));
       g.appendChild(svg('rect', { class: 'box', x: x, y: y, width: PEER_W, height: h, rx: 6 }));
-      g.appendChild(svg('text', { class: 'name', x: x + 10, y: y + 17 }, peer.address));
+      g.appendChild(svg('text', { class: 'name', x: x + 10, y: y + 17 }, clip(peer.address, 36)));
       g.appendChild(svg('text', { class: 'group', x: x + 10, y: y + 31 },
         peer.hostgroup ? 'hostgroup ' + peer.hostgroup : 'not in the inventory'));
       peer.edges.forEach((edge, i) => {
         const sy = y + PEER_HEAD + SLOT_H * i + SLOT_H / 2;
-        g.appendChild(svg('text', { class: 'slot', x: x + 10, y: sy + 4 },
-          edgeLabel(edge) + '  ' + rateLabel(edge)));
+        g.appendChild(svg('text', { class: 'slot', x: x + 10, y: sy - 2 }, clip(edgeLabel(edge), 40)));
+        g.appendChild(svg('text', { class: 'slot rate', x: x + 10, y: sy + 11 }, rateLabel(edge)));
         anchors.push({ edge: edge, x: direction === 'upstream' ? x : x + PEER_W, y: sy });
       });
       layer.appendChild(g);
@@ -154,7 +160,9 @@
     const up = peersOf(data.upstream);
     const down = peersOf(data.downstream);
     const listeners = data.listeners;
-    const hostH = Math.max(90, 64 + 15 * listeners.length);
+    const shown = listeners.slice(0, MAX_LISTENERS);
+    const more = listeners.length - shown.length;
+    const hostH = Math.max(90, 64 + 15 * (shown.length + (more > 0 ? 1 : 0)));
     const contentH = Math.max(columnHeight(up), columnHeight(down), hostH + GAP, 60);
     const height = TOP + contentH + 10;
     const hostTop = TOP + (contentH - GAP - hostH) / 2;
@@ -195,15 +203,19 @@
       host.hostgroup ? 'hostgroup ' + host.hostgroup : 'not in the inventory'));
     g.appendChild(svg('text', { x: HOST_X + 12, y: hostTop + 55 },
       listeners.length ? 'Listening on:' : 'No listening sockets'));
-    listeners.forEach((l, i) => {
+    shown.forEach((l, i) => {
       g.appendChild(svg('text', {
         class: 'listener',
         'data-port': l.port,
         'data-process': l.process_name,
         x: HOST_X + 12,
         y: hostTop + 70 + 15 * i,
-      }, l.bind + '  ' + (l.process_name || 'unknown process')));
+      }, clip(l.bind + '  ' + (l.process_name || 'unknown process'), 30)));
     });
+    if (more > 0) {
+      g.appendChild(svg('text', { class: 'listener', x: HOST_X + 12, y: hostTop + 70 + 15 * shown.length },
+        '… and ' + more + ' more (see the table)'));
+    }
     nodes.appendChild(g);
 
     const map = document.getElementById('map');
@@ -252,7 +264,7 @@
   function fillListeners(listeners) {
     const body = document.querySelector('#listeners-table tbody');
     const rows = listeners.map((l) => {
-      const tr = html('tr');
+      const tr = html('tr', { 'data-bind': l.bind, 'data-port': l.port });
       tr.append(cell('th', l.bind), cell('td', String(l.port), 'num'), cell('td', l.process_name || '—'));
       return tr;
     });
