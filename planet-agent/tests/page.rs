@@ -351,7 +351,8 @@ fn the_page_shows_the_dependencies_in_chromium() {
     agent.ensure_running().expect("agent alive");
 }
 
-/// The console check is real: a page that throws is caught.
+/// The console check is real: a page that logs an error, then throws from
+/// a timer, is caught both times.
 #[test]
 fn an_uncaught_error_is_detected() {
     let chromium = Chromium::new().expect("chromium");
@@ -359,6 +360,7 @@ fn an_uncaught_error_is_detected() {
     std::fs::write(
         &page,
         "<!doctype html><p id=p>x</p><script>\
+         console.error('planet-logged-error'); \
          setTimeout(function () { document.getElementById('p').textContent = 'ran'; \
          throw new Error('planet-injected-error'); }, 100);</script>",
     )
@@ -370,6 +372,15 @@ fn an_uncaught_error_is_detected() {
         capture.dom.contains("<p id=\"p\">ran</p>"),
         "{}",
         capture.dom
+    );
+    assert!(
+        capture
+            .console
+            .iter()
+            .any(|l| l.contains("planet-logged-error")),
+        "console.error was not seen; console: {:?}\nlog:\n{}",
+        capture.console,
+        capture.log
     );
     assert!(
         capture
