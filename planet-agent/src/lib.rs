@@ -13,9 +13,12 @@
 //! - [`flow`]: drain the maps into per-edge cumulative byte counters.
 //! - [`snapshot`]: the immutable snapshot tasks publish and scrapes read.
 //! - [`metrics`]: render the snapshot as Prometheus families.
-//! - [`http`]: `/metrics` and the landing page.
+//! - [`api`]: the snapshot's dependencies as the `/api/v1/dependencies` document.
+//! - [`web`]: the dependency page (embedded HTML/JS/CSS) and its API route.
+//! - [`http`]: `/metrics` plus [`web`]'s routes.
 //! - [`cli`], [`app`]: flags and wiring.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod dependencies;
@@ -29,6 +32,7 @@ pub mod logging;
 pub mod metrics;
 pub mod snapshot;
 pub mod socket_table;
+pub mod web;
 
 /// `err` and its causes on one line: "a: b: c".
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

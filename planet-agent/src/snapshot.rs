@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use arc_swap::ArcSwap;
@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use crate::{
     dependencies::{Dependencies, ObservedConnection},
     ebpf::ProbeMode,
-    flow::{Counts, Edge, KernelStats, ProgramStats},
+    flow::{Counts, Edge, KernelStats, ProgramStats, Rates},
     inventory::{Inventory, InventoryStatus},
 };
 
@@ -43,6 +43,11 @@ pub struct FlowReport {
     pub vanished_total: u64,
     /// Live connections at the last drain, for the dependency merge.
     pub observed: Vec<ObservedConnection>,
+    /// When this drain ran; `None` before the first one.
+    pub drained_at: Option<Instant>,
+    /// Bytes per second of each edge since the previous drain; `None`
+    /// until two drains have run.
+    pub rates: Option<Rates>,
 }
 
 /// State of the in-process eBPF programs.

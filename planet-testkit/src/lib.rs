@@ -1,5 +1,6 @@
 //! Test helpers for Planet's accuracy tests and benchmarks.
 //!
+//! - [`browser`]: loads a page in headless Chromium (DOM, screenshot, console).
 //! - [`netns`]: a network namespace joined to the root namespace by a veth pair.
 //! - [`prom`]: a Prometheus text-exposition parser.
 //! - [`agent`]: runs the agent binary and scrapes it.
@@ -8,6 +9,7 @@
 //! - [`report`]: the JSON lines `planet-traffic` prints.
 
 pub mod agent;
+pub mod browser;
 pub mod flows;
 mod http;
 pub mod netns;

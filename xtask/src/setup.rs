@@ -24,6 +24,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "influxdb",
     "influxdb-client",
+    // Headless browser for the agent page test (planet-agent/tests/page.rs).
+    "chromium",
 ];
 
 /// The bpf-linker release the eBPF build uses.

@@ -1,17 +1,13 @@
 //! Byte families of the flow task, named by the inventory, and the flow
 //! task's own health.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use prometheus::proto::MetricFamily;
 
 use super::family::{Family, Spec, single};
 use crate::{
-    dependencies::name,
+    dependencies::{name, shown_local},
     flow::{Counts, Direction},
     snapshot::{ProbeState, Snapshot},
 };
@@ -127,10 +123,7 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     let mut by_labels: [HashMap<EdgeLabels, Counts>; 2] = Default::default();
     for edge in &report.edges {
         let key = &edge.key;
-        let local = match (key.local, snapshot.local_ip) {
-            (IpAddr::V4(ip), Some(host)) if ip == Ipv4Addr::LOCALHOST => host,
-            (ip, _) => ip,
-        };
+        let local = shown_local(key.local, snapshot.local_ip);
         let (local_address, local_hostgroup) = name(&snapshot.inventory, local);
         let (remote_address, remote_hostgroup) = name(&snapshot.inventory, key.remote);
         let slot = match key.direction {

@@ -21,6 +21,8 @@ use prometheus::{
 
 use crate::snapshot::{Snapshot, Store};
 
+pub use dependencies::hostname;
+
 /// The Collector behind `/metrics`.
 pub struct SnapshotCollector {
     store: Arc<Store>,
