@@ -14,6 +14,7 @@
 //! - [`snapshot`]: the immutable snapshot tasks publish and scrapes read.
 //! - [`metrics`]: render the snapshot as Prometheus families.
 //! - [`http`]: `/metrics` and the landing page.
+//! - [`traffic_sources`]: darkstat and ebpf_exporter, for hosts without the flow task.
 //! - [`cli`], [`app`]: flags and wiring.
 
 pub mod app;
@@ -29,6 +30,7 @@ pub mod logging;
 pub mod metrics;
 pub mod snapshot;
 pub mod socket_table;
+pub mod traffic_sources;
 
 /// `err` and its causes on one line: "a: b: c".
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
