@@ -24,6 +24,14 @@ pub const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "influxdb",
     "influxdb-client",
+    // darkstat 3.0.719 for the fallback traffic source tests, and what
+    // building 3.0.721 from source needs (see `darkstat.rs`).
+    "darkstat",
+    "autoconf",
+    "make",
+    "gcc",
+    "libpcap-dev",
+    "zlib1g-dev",
 ];
 
 /// The bpf-linker release the eBPF build uses.
@@ -37,6 +45,7 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     cargo_fuzz()?;
     apt_packages()?;
+    crate::darkstat::ensure()?;
     tracefs();
     say!("setup: done in {}", cmd::human(start.elapsed()));
     Ok(())
