@@ -9,7 +9,7 @@
 
 pub mod agent;
 pub mod flows;
-mod http;
+pub mod http;
 pub mod netns;
 pub mod prom;
 pub mod report;
