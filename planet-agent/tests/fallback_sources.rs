@@ -332,6 +332,7 @@ fn flow_task_wins_over_darkstat_when_it_runs() -> anyhow::Result<()> {
     } else {
         "darkstat"
     };
+    eprintln!("flow programs attached: {attached:?}; expected source {expected}");
     assert_eq!(
         prom::value(&samples, "planet_traffic_source", &[("source", expected)]),
         Some(1.0),
