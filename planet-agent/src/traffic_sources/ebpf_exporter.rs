@@ -116,6 +116,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_declares_every_family_read() {
+        let config = include_str!("../../../setup/ebpf-exporter/tcptop.yaml");
+        for (family, _) in FAMILIES {
+            let name = family.strip_prefix(PREFIX).expect("prefixed");
+            assert!(
+                config.contains(&format!("- name: {name}\n")),
+                "{name} missing from setup/ebpf-exporter/tcptop.yaml"
+            );
+            assert!(config.contains(&format!("table: {name}\n")), "{name}");
+            assert!(config.contains(&format!("BPF_HASH({name}, ")), "{name}");
+        }
+    }
+
+    #[test]
     fn other_exporters_are_rejected_and_an_idle_one_is_empty() {
         let exp = parse(b"node_load1 0.5\n").expect("parse");
         assert_eq!(
