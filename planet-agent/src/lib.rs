@@ -11,10 +11,10 @@
 //!
 //! - [`ebpf`]: load the object, measure kernel layouts, attach one probe mode.
 //! - [`flow`]: drain the maps into per-edge cumulative byte counters.
+//! - [`traffic_sources`]: darkstat and ebpf_exporter, for hosts without the flow task.
 //! - [`snapshot`]: the immutable snapshot tasks publish and scrapes read.
 //! - [`metrics`]: render the snapshot as Prometheus families.
 //! - [`http`]: `/metrics` and the landing page.
-//! - [`traffic_sources`]: darkstat and ebpf_exporter, for hosts without the flow task.
 //! - [`cli`], [`app`]: flags and wiring.
 
 pub mod app;
@@ -29,8 +29,8 @@ pub mod local_addr;
 pub mod logging;
 pub mod metrics;
 pub mod snapshot;
-pub mod socket_table;
 pub mod traffic_sources;
+pub mod socket_table;
 
 /// `err` and its causes on one line: "a: b: c".
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

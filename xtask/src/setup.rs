@@ -20,10 +20,6 @@ pub const APT_PACKAGES: &[&str] = &[
     "util-linux",
     "curl",
     "ca-certificates",
-    // Real servers for planet-federator's integration tests.
-    "prometheus",
-    "influxdb",
-    "influxdb-client",
     // darkstat 3.0.719 for the fallback traffic source tests, and what
     // building 3.0.721 from source needs (see `darkstat.rs`).
     "darkstat",
@@ -32,6 +28,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "gcc",
     "libpcap-dev",
     "zlib1g-dev",
+    // Real servers for planet-federator's integration tests.
+    "prometheus",
+    "influxdb",
+    "influxdb-client",
 ];
 
 /// The bpf-linker release the eBPF build uses.

@@ -36,6 +36,9 @@ pub trait ScrapeSource: Send {
         client: &ScrapeClient,
     ) -> impl Future<Output = Result<Scraped, ScrapeError>> + Send;
 
+    /// The configured address, for logs (without credentials and query).
+    fn shown_addr(&self) -> String;
+
     /// The darkstat page in use, for darkstat.
     fn format(&self) -> Option<Format> {
         None
@@ -114,6 +117,10 @@ impl ScrapeSource for DarkstatSource {
         }
     }
 
+    fn shown_addr(&self) -> String {
+        shown_addr(Self::NAME, &self.addr)
+    }
+
     fn format(&self) -> Option<Format> {
         self.format
     }
@@ -121,6 +128,10 @@ impl ScrapeSource for DarkstatSource {
     fn slot(external: &mut ExternalTraffic) -> &mut Option<ExternalReport> {
         &mut external.darkstat
     }
+}
+
+fn shown_addr(task: &'static str, addr: &str) -> String {
+    parse_url(task, addr).map_or_else(|_| format!("{addr:?}"), |url| shown(&url))
 }
 
 fn content_error(url: &Url, err: impl std::error::Error + Send + Sync + 'static) -> ScrapeError {
@@ -170,6 +181,10 @@ impl ScrapeSource for EbpfExporterSource {
         Ok(Scraped { peers, skipped })
     }
 
+    fn shown_addr(&self) -> String {
+        shown_addr(Self::NAME, &self.addr)
+    }
+
     fn slot(external: &mut ExternalTraffic) -> &mut Option<ExternalReport> {
         &mut external.ebpf
     }
@@ -198,7 +213,12 @@ impl<S: ScrapeSource> ScrapeTask<S> {
 
     /// Scrapes now, then every interval, until `shutdown`.
     pub async fn run(mut self, store: Arc<Store>, shutdown: CancellationToken) {
-        tracing::info!(task = S::NAME, "task started");
+        tracing::info!(
+            task = S::NAME,
+            addr = %self.source.shown_addr(),
+            interval = ?self.interval,
+            "task started"
+        );
         let report = self.report.clone();
         store.update(|s| *S::slot(Arc::make_mut(&mut s.external)) = Some(report.clone()));
         let mut ticker = tokio::time::interval(self.interval);
