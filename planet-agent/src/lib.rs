@@ -29,8 +29,8 @@ pub mod local_addr;
 pub mod logging;
 pub mod metrics;
 pub mod snapshot;
-pub mod traffic_sources;
 pub mod socket_table;
+pub mod traffic_sources;
 
 /// `err` and its causes on one line: "a: b: c".
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
