@@ -229,6 +229,47 @@ mod tests {
         assert!(!out.contains(r#"remote_ip="10.0.0.1""#), "{out}");
     }
 
+    /// Through the store, as the tasks publish: the flow task attaches and
+    /// drains, then a drain fails: darkstat takes over at once; a good
+    /// drain brings the flow task back.
+    #[test]
+    fn a_failing_flow_task_hands_over_to_darkstat_and_back() {
+        let store = crate::snapshot::Store::new();
+        store.update(|s| {
+            s.external = Arc::new(ExternalTraffic {
+                flow_enabled: true,
+                interval: Duration::from_secs(7),
+                darkstat: Some(report(vec![peer("10.0.0.9", Direction::Egress, 100.0)])),
+                ebpf: None,
+            });
+            s.probe = ProbeState::Attached {
+                mode: crate::ebpf::ProbeMode::Tracepoint,
+                rejected: vec![],
+            };
+        });
+        let source = |store: &crate::snapshot::Store| {
+            let out = text(&store.load());
+            let darkstat_series = out.contains(r#"remote_ip="10.0.0.9""#);
+            let selected = Source::ALL
+                .into_iter()
+                .filter(|s| {
+                    out.contains(&format!(
+                        "planet_traffic_source{{source=\"{}\"}} 1",
+                        s.as_str()
+                    ))
+                })
+                .collect::<Vec<_>>();
+            (selected, darkstat_series)
+        };
+        let flow_task = crate::flow::TASK_NAME;
+        store.task_ran(flow_task, true, Duration::from_millis(1));
+        assert_eq!(source(&store), (vec![Source::Flow], false));
+        store.task_ran(flow_task, false, Duration::ZERO);
+        assert_eq!(source(&store), (vec![Source::Darkstat], true));
+        store.task_ran(flow_task, true, Duration::from_millis(1));
+        assert_eq!(source(&store), (vec![Source::Flow], false));
+    }
+
     #[test]
     fn flow_keeps_the_traffic_family_and_darkstat_is_not_shown() {
         let snapshot = Snapshot {
