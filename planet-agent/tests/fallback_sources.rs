@@ -498,7 +498,7 @@ fn ebpf_exporter_good_and_bad_answers() -> anyhow::Result<()> {
             "-task-ebpf-enabled",
             "-task-ebpf-addr",
             &exporter.url(),
-            "-task-scrape-timeout=1s",
+            "-task-scrape-timeout=3s",
             "-task-scrape-max-bytes=1048576",
         ],
     )?;
@@ -554,11 +554,12 @@ fn ebpf_exporter_good_and_bad_answers() -> anyhow::Result<()> {
                 "{reply:?}: last good numbers kept"
             );
         }
-        // Scrapes read the snapshot only: a hanging target never slows them.
+        // Scrapes read the snapshot only: a hanging target (held for the
+        // 3 s scrape timeout) never slows them.
         let started = Instant::now();
         agent.scrape()?;
         assert!(
-            started.elapsed() < Duration::from_millis(500),
+            started.elapsed() < Duration::from_secs(1),
             "{reply:?}: /metrics took {:?}",
             started.elapsed()
         );
