@@ -89,6 +89,14 @@ pub struct Cli {
     )]
     pub task_ebpf_addr: String,
 
+    /// Time limit for one darkstat or ebpf_exporter scrape, connect to last byte (Go duration)
+    #[arg(long, default_value = "10s", value_parser = parse_interval, value_name = "DURATION")]
+    pub task_scrape_timeout: Duration,
+
+    /// Largest darkstat or ebpf_exporter response accepted, in bytes
+    #[arg(long, default_value_t = crate::traffic_sources::scrape::DEFAULT_MAX_BYTES, value_name = "BYTES")]
+    pub task_scrape_max_bytes: usize,
+
     /// Enable inventory collector task
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
@@ -225,6 +233,8 @@ mod tests {
         assert_eq!(cli.inventory_interval(), Duration::from_secs(175));
         assert_eq!(cli.task_inventory_timeout, Duration::from_secs(10));
         assert_eq!(cli.local_address, None);
+        assert_eq!(cli.task_scrape_timeout, Duration::from_secs(10));
+        assert_eq!(cli.task_scrape_max_bytes, 64 << 20);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!
 //! - [`ebpf`]: load the object, measure kernel layouts, attach one probe mode.
 //! - [`flow`]: drain the maps into per-edge cumulative byte counters.
+//! - [`traffic_sources`]: darkstat and ebpf_exporter, for hosts without the flow task.
 //! - [`snapshot`]: the immutable snapshot tasks publish and scrapes read.
 //! - [`metrics`]: render the snapshot as Prometheus families.
 //! - [`api`]: the snapshot's dependencies as the `/api/v1/dependencies` document.
@@ -32,6 +33,7 @@ pub mod logging;
 pub mod metrics;
 pub mod snapshot;
 pub mod socket_table;
+pub mod traffic_sources;
 pub mod web;
 
 /// `err` and its causes on one line: "a: b: c".

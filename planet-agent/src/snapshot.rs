@@ -22,6 +22,7 @@ use crate::{
     ebpf::ProbeMode,
     flow::{Counts, Edge, KernelStats, ProgramStats, Rates},
     inventory::{Inventory, InventoryStatus},
+    traffic_sources::ExternalTraffic,
 };
 
 /// Result of the most recent flow drain.
@@ -89,6 +90,8 @@ pub struct Snapshot {
     pub dependencies: Arc<Dependencies>,
     /// This host's address (routing table or `-local-address`).
     pub local_ip: Option<IpAddr>,
+    /// darkstat and ebpf_exporter numbers, and what picks the traffic source.
+    pub external: Arc<ExternalTraffic>,
 }
 
 /// Holder of the current snapshot.

@@ -11,7 +11,7 @@
 pub mod agent;
 pub mod browser;
 pub mod flows;
-mod http;
+pub mod http;
 pub mod netns;
 pub mod prom;
 pub mod report;

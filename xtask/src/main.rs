@@ -6,6 +6,7 @@
 mod agent;
 mod bench;
 mod cmd;
+mod darkstat;
 mod run;
 mod setup;
 mod test;

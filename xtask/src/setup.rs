@@ -20,6 +20,14 @@ pub const APT_PACKAGES: &[&str] = &[
     "util-linux",
     "curl",
     "ca-certificates",
+    // darkstat 3.0.719 for the fallback traffic source tests, and what
+    // building 3.0.721 from source needs (see `darkstat.rs`).
+    "darkstat",
+    "autoconf",
+    "make",
+    "gcc",
+    "libpcap-dev",
+    "zlib1g-dev",
     // Real servers for planet-federator's integration tests.
     "prometheus",
     "influxdb",
@@ -39,6 +47,7 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     cargo_fuzz()?;
     apt_packages()?;
+    crate::darkstat::ensure()?;
     tracefs();
     say!("setup: done in {}", cmd::human(start.elapsed()));
     Ok(())

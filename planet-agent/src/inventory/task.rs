@@ -472,7 +472,7 @@ mod tests {
                     size: 50_000_000,
                     declared: true,
                 },
-                "inventory body is larger than the limit of 16777216 bytes",
+                "body is larger than the limit of 16777216 bytes",
             ),
             (
                 "50 MB streamed",
@@ -480,12 +480,12 @@ mod tests {
                     size: 50_000_000,
                     declared: false,
                 },
-                "inventory body is larger than the limit of 16777216 bytes",
+                "body is larger than the limit of 16777216 bytes",
             ),
             (
                 "stalled body",
                 Reply::Stall,
-                "no complete inventory within 500ms",
+                "no complete response within 500ms",
             ),
             (
                 "redirect loop",

@@ -118,7 +118,8 @@ type EdgeLabels = (String, String, String, String, u16, Arc<str>);
 
 /// The byte families. Edges whose addresses the inventory maps to the same
 /// names are summed, so a renamed peer never yields duplicate series.
-pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
+/// `planet_traffic_bytes_total` only when the flow task is its source.
+pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut Vec<MetricFamily>) {
     let report = &snapshot.flows;
     let mut by_labels: [HashMap<EdgeLabels, Counts>; 2] = Default::default();
     for edge in &report.edges {
@@ -164,7 +165,12 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     let (local_hostgroup, local_domain) =
         local.map_or(("", ""), |h| (h.hostgroup.as_str(), h.domain.as_str()));
     let mut traffic = Family::new(&TRAFFIC);
-    for (remote, bytes) in &report.traffic {
+    let traffic_rows = if traffic_source {
+        &report.traffic[..]
+    } else {
+        &[]
+    };
+    for (remote, bytes) in traffic_rows {
         let host = snapshot.inventory.lookup(*remote);
         let (remote_hostgroup, remote_domain) =
             host.map_or(("", ""), |h| (h.hostgroup.as_str(), h.domain.as_str()));
