@@ -24,6 +24,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "influxdb",
     "influxdb-client",
+    // rsvg-convert: the fleet map test renders its SVG to PNG.
+    "librsvg2-bin",
+    "fonts-dejavu-core",
 ];
 
 /// The bpf-linker release the eBPF build uses.

@@ -93,9 +93,10 @@ pub async fn load(
     if let Some(service) = &q.service {
         g.neighbourhood(service, q.depth)?;
     }
+    let second = |t: Timestamp| Timestamp::from_second(t.as_second()).unwrap_or(t);
     let caption = Caption {
-        since: since.to_string(),
-        until: until.to_string(),
+        since: second(since).to_string(),
+        until: second(until).to_string(),
         service: q.service.clone(),
         depth: q.service.as_ref().map(|_| q.depth),
         min_bandwidth_bps: q.min_bandwidth,
