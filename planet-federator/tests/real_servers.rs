@@ -2,7 +2,9 @@
 //! planet-agent every second, the federator binary runs its jobs on a cron
 //! schedule into InfluxDB 1.6.7, and the rows are read back with InfluxQL
 //! (the README's dashboard queries included). Then the outage test: InfluxDB
-//! stopped while a job runs loses nothing within the buffer bound.
+//! stopped while a job runs loses nothing within the buffer bound. The
+//! fleet map is drawn from what a federated fleet of fake agents left in
+//! InfluxDB. `tests/real_agent.rs` does the same with a real planet-agent.
 
 pub mod common;
 
