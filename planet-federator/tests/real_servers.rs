@@ -752,10 +752,12 @@ async fn startup_fails_clearly_when_influxdb_is_unreachable_or_database_missing(
     assert!(err.contains("database \"nope\" does not exist"), "{err}");
 }
 
-/// A fleet of fake agents, one per service: `(service, calls)`, each call
-/// `(callee, port, egress B/s, ingress B/s)`. The callee's agent reports
+/// A call: `(callee, port, egress B/s, ingress B/s)`.
+type Call = (&'static str, &'static str, f64, f64);
+
+/// A fleet of fake agents, one per service: `(service, calls)`. The callee's agent reports
 /// the same dependency as a downstream, so both views meet in one link.
-const FLEET: &[(&str, &[(&str, &str, f64, f64)])] = &[
+const FLEET: &[(&str, &[Call])] = &[
     (
         "lb",
         &[

@@ -354,10 +354,10 @@ fn assign_layers(n: usize, dag: &[(usize, usize, usize)]) -> Vec<usize> {
         p
     };
     for v in 0..n {
-        if !has_pred[v] {
-            if let Some(min) = succ[v].iter().map(|&w| rank[w]).min() {
-                rank[v] = min - 1;
-            }
+        if !has_pred[v]
+            && let Some(min) = succ[v].iter().map(|&w| rank[w]).min()
+        {
+            rank[v] = min - 1;
         }
     }
     rank
