@@ -78,6 +78,18 @@ fn rows(series: &Value, field: &str) -> Vec<(i64, Value)> {
         .collect()
 }
 
+/// The federator process, killed if the test fails before stopping it.
+struct Federator(std::process::Child);
+
+impl Drop for Federator {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn comm(role: &str) -> String {
     let name = format!("pf-{role}{}", std::process::id() % 10_000);
     assert!(name.len() <= 15);
@@ -142,29 +154,31 @@ async fn federates_a_real_agent_scraped_by_real_prometheus() {
     let logs = TempDir::new("real-agent-federator");
     let log_path = logs.path().join("federator.log");
     let log = fs::File::create(&log_path).unwrap();
-    let mut federator = Command::new(BIN)
-        .args([
-            "-prometheus-addr",
-            &prometheus.url(),
-            "-influxdb-addr",
-            &influx.url(),
-            "-influxdb-bucket",
-            DB,
-            "-cron-job-schedule",
-            &format!("*/{STEP_S} * * * * *"),
-            "-query-lag",
-            &format!("{LAG_S}s"),
-            "-cron-job-timeout-second",
-            "10",
-            "-listen-address",
-            "",
-            "-log-disable-colors",
-        ])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start planet-federator");
+    let mut federator = Federator(
+        Command::new(BIN)
+            .args([
+                "-prometheus-addr",
+                &prometheus.url(),
+                "-influxdb-addr",
+                &influx.url(),
+                "-influxdb-bucket",
+                DB,
+                "-cron-job-schedule",
+                &format!("*/{STEP_S} * * * * *"),
+                "-query-lag",
+                &format!("{LAG_S}s"),
+                "-cron-job-timeout-second",
+                "10",
+                "-listen-address",
+                "",
+                "-log-disable-colors",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start planet-federator"),
+    );
 
     // Downstream: a server in the root namespace, a few connections from
     // the test namespace.
@@ -220,12 +234,12 @@ async fn federates_a_real_agent_scraped_by_real_prometheus() {
     agent.ensure_running().expect("agent alive");
     assert!(
         Command::new("kill")
-            .args(["-TERM", &federator.id().to_string()])
+            .args(["-TERM", &federator.0.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
-    let status = federator.wait().unwrap();
+    let status = federator.0.wait().unwrap();
     let log_text = fs::read_to_string(&log_path).unwrap_or_default();
     assert!(status.success(), "federator exit {status}\n{log_text}");
 
