@@ -258,6 +258,17 @@ async fn federates_agent_metrics_from_real_prometheus_into_real_influxdb() {
             .unwrap()
             .contains(r#"data-from="web" data-to="db""#)
     );
+    for bad in [
+        "min_bandwidth=fast",
+        "service=nope",
+        "since=yesterday",
+        "format=png",
+    ] {
+        let r = reqwest::get(format!("http://127.0.0.1:{metrics_port}/map?{bad}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
 
     // SIGTERM: pending writes are flushed and it exits 0.
     let pid = child.id().to_string();
