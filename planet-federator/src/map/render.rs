@@ -321,13 +321,15 @@ pub fn svg(g: &ServiceGraph, caption: &Caption) -> String {
         };
         let _ = writeln!(
             s,
-            r##"<g class="{class}" data-service="{n}"><title>{n}</title><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="6"/><text x="{:.1}" y="{:.1}" text-anchor="middle" dominant-baseline="central" fill="#1d2733">{n}</text></g>"##,
+            r##"<g class="{class}" data-service="{n}"><title>{n}</title><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="6"/><text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#1d2733">{n}</text></g>"##,
             b.x,
             b.y,
             b.w,
             b.h,
             b.x + b.w / 2.0,
-            b.center_y(),
+            // The baseline that centres 13 px text (no dominant-baseline:
+            // renderers disagree on it).
+            b.center_y() + 4.5,
             n = xml(name),
         );
     }
