@@ -18,6 +18,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The `planet-agent` binary for tests outside the planet-agent package:
+/// `$PLANET_AGENT_BIN`, or `cargo build -p planet-agent` into the running
+/// test's target dir (see [`crate::cargo_bin`]). Built without
+/// `AYA_BUILD_SKIP` it carries the real eBPF programs.
+pub fn binary() -> anyhow::Result<PathBuf> {
+    crate::cargo_bin::binary("planet-agent", "planet-agent", "PLANET_AGENT_BIN")
+}
+
 /// A running agent; see the module docs.
 #[derive(Debug)]
 pub struct AgentProcess {

@@ -7,9 +7,11 @@
 //! - [`traffic`]: runs the `planet-traffic` generator and parses its reports.
 //! - [`flows`]: reads the agent's per-flow byte counters out of a scrape.
 //! - [`report`]: the JSON lines `planet-traffic` prints.
+//! - [`cargo_bin`]: finds or builds a workspace binary for another package's tests.
 
 pub mod agent;
 pub mod browser;
+pub mod cargo_bin;
 pub mod flows;
 pub mod http;
 pub mod netns;

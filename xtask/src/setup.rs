@@ -34,6 +34,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "influxdb-client",
     // Headless browser for the agent page test (planet-agent/tests/page.rs).
     "chromium",
+    // rsvg-convert: the fleet map test renders its SVG to PNG.
+    "librsvg2-bin",
+    "fonts-dejavu-core",
 ];
 
 /// The bpf-linker release the eBPF build uses.

@@ -98,12 +98,18 @@ fn cargo_test() -> Result<()> {
         // Compile as the invoking user so target/ stays theirs; only the run is root's.
         cmd::run(cmd::cargo().arg("test").args(HOST_TARGETS).arg("--no-run"))?;
     }
+    // The federator's real-agent test runs the agent binary this same
+    // `cargo test` builds (for planet-agent's own tests) before any test
+    // runs; without this it would build its own copy with planet-agent's
+    // features alone.
+    let agent = cmd::target_dir()?.join("debug").join("planet-agent");
     // --no-fail-fast: run every test binary and report all failures at once.
     cmd::run(
         cmd::as_root("cargo")
             .arg("test")
             .args(HOST_TARGETS)
             .arg("--no-fail-fast")
+            .env("PLANET_AGENT_BIN", agent)
             .current_dir(cmd::workspace_root()),
     )
 }
