@@ -73,6 +73,12 @@ enum Task {
         /// Leave kernel.bpf_stats_enabled alone during attached runs.
         #[arg(long)]
         no_bpf_stats: bool,
+        /// CPU both ends of each workload run on (see planet-traffic --cpu).
+        #[arg(long, default_value_t = 1, conflicts_with = "no_pin")]
+        cpu: usize,
+        /// Let the scheduler place the workload's threads.
+        #[arg(long)]
+        no_pin: bool,
     },
 }
 
@@ -94,10 +100,13 @@ fn main() -> ExitCode {
             rounds,
             seconds,
             no_bpf_stats,
+            cpu,
+            no_pin,
         } => bench::run(&bench::Options {
             rounds,
             seconds,
             bpf_stats: !no_bpf_stats,
+            cpu: (!no_pin).then_some(cpu),
         }),
     };
     match result {
