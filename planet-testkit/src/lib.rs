@@ -3,6 +3,7 @@
 //! - [`netns`]: a network namespace joined to the root namespace by a veth pair.
 //! - [`prom`]: a Prometheus text-exposition parser.
 //! - [`agent`]: runs the agent binary and scrapes it.
+//! - [`prometheus`]: a real Prometheus server and instant queries.
 //! - [`traffic`]: runs the `planet-traffic` generator and parses its reports.
 //! - [`flows`]: reads the agent's per-flow byte counters out of a scrape.
 //! - [`report`]: the JSON lines `planet-traffic` prints.
@@ -12,6 +13,7 @@ pub mod flows;
 mod http;
 pub mod netns;
 pub mod prom;
+pub mod prometheus;
 pub mod report;
 pub mod traffic;
 mod util;
