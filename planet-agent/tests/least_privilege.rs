@@ -269,6 +269,20 @@ fn each_required_capability_is_needed() {
             other => panic!("no expectation for {other}; add one"),
         };
         assert_eq!(outcome, expected, "agent without {dropped}");
+        if !outcome.attached {
+            // The rejected mode names the cause, not just "failed".
+            let reasons: Vec<&str> = prom::select(&samples, "planet_flow_mode_rejected", &[])
+                .filter_map(|s| s.label("reason"))
+                .collect();
+            let hint = match dropped.name {
+                "CAP_DAC_READ_SEARCH" => "CAP_DAC_READ_SEARCH",
+                _ => "Operation not permitted",
+            };
+            assert!(
+                reasons.iter().any(|r| r.contains(hint)),
+                "without {dropped}, planet_flow_mode_rejected should mention {hint:?}: {reasons:?}"
+            );
+        }
         let logs = agent.logs();
         assert!(
             logs.contains("capability missing") && logs.contains(dropped.name),
@@ -320,5 +334,12 @@ fn deployment_files_grant_exactly_the_required_set() {
         daemonset.contains("drop: [\"ALL\"]"),
         "the DaemonSet must drop every other capability"
     );
-    assert!(!daemonset.contains("privileged: true"));
+    let settings: Vec<&str> = daemonset
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert!(settings.contains(&"privileged: false"));
+    assert!(settings.contains(&"allowPrivilegeEscalation: false"));
+    assert!(!settings.contains(&"privileged: true"));
 }

@@ -3,6 +3,7 @@
 //! - [`netns`]: a network namespace joined to the root namespace by a veth pair.
 //! - [`prom`]: a Prometheus text-exposition parser.
 //! - [`agent`]: runs the agent binary and scrapes it.
+//! - [`load`]: thousands of held loopback connections, each its own peer.
 //! - [`prometheus`]: a real Prometheus server and instant queries.
 //! - [`traffic`]: runs the `planet-traffic` generator and parses its reports.
 //! - [`flows`]: reads the agent's per-flow byte counters out of a scrape.
@@ -11,6 +12,7 @@
 pub mod agent;
 pub mod flows;
 mod http;
+pub mod load;
 pub mod netns;
 pub mod prom;
 pub mod prometheus;
