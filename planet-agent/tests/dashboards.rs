@@ -129,6 +129,15 @@ fn exchange(
     server.wait(TIMEOUT).expect("traffic server finished");
 }
 
+/// Removes a file when the test ends, passed or not.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 fn every_dashboard_query_returns_data() {
     if let Err(err) = planet_testkit::require_root() {
@@ -144,6 +153,7 @@ fn every_dashboard_query_returns_data() {
         std::process::id()
     ));
     std::fs::write(&inventory_path, inventory(&net)).expect("write inventory");
+    let _remove_inventory = RemoveOnDrop(inventory_path.clone());
     let inventory_arg = inventory_path.display().to_string();
     let web4 = net.host_v4().to_string();
     let agent = AgentProcess::start(
@@ -298,5 +308,4 @@ fn every_dashboard_query_returns_data() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let _ = std::fs::remove_file(&inventory_path);
 }

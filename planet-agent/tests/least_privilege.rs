@@ -17,7 +17,8 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use planet_agent::privileges::{self, Capability, REQUIRED};
@@ -46,20 +47,36 @@ fn require_root() {
 }
 
 /// A copy of the agent binary the unprivileged user can execute wherever
-/// the checkout lives (a home directory may be closed to other users).
-fn agent_binary() -> &'static Path {
-    static COPY: OnceLock<PathBuf> = OnceLock::new();
-    COPY.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("planet-lp-{}", std::process::id()));
+/// the checkout lives (a home directory may be closed to other users);
+/// removed on drop.
+struct AgentCopy {
+    dir: PathBuf,
+}
+
+impl AgentCopy {
+    fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("planet-lp-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create binary dir");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
             .expect("chmod binary dir");
-        let path = dir.join("planet-agent");
-        std::fs::copy(AGENT, &path).expect("copy the agent binary");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        let copy = Self { dir };
+        std::fs::copy(AGENT, copy.path()).expect("copy the agent binary");
+        std::fs::set_permissions(copy.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod agent binary");
-        path
-    })
+        copy
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("planet-agent")
+    }
+}
+
+impl Drop for AgentCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// `-all,+bpf,+perfmon,...` for setpriv's capability options.
@@ -79,7 +96,7 @@ fn mask(caps: &[Capability]) -> u64 {
 
 /// Starts the agent as [`UNPRIVILEGED`] holding exactly `caps`, and checks
 /// from `/proc` that it does.
-fn start_unprivileged(caps: &[Capability]) -> AgentProcess {
+fn start_unprivileged(binary: &AgentCopy, caps: &[Capability]) -> AgentProcess {
     let list = setpriv_caps(caps);
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--reuid={UNPRIVILEGED}"))
@@ -89,7 +106,7 @@ fn start_unprivileged(caps: &[Capability]) -> AgentProcess {
         .arg(format!("--ambient-caps={list}"))
         .arg(format!("--bounding-set={list}"))
         .arg("--")
-        .arg(agent_binary());
+        .arg(binary.path());
     let agent = AgentProcess::start_command(cmd, "1s", &[])
         .unwrap_or_else(|err| panic!("start the agent through setpriv: {err:#}"));
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))
@@ -162,7 +179,8 @@ fn root_server(net: &TestNet, comm: &str, reply_bytes: u64) -> ServerProcess {
 fn unprivileged_agent_with_the_required_set_counts_exact_bytes() {
     require_root();
     let _turn = serial();
-    let agent = start_unprivileged(&REQUIRED);
+    let binary = AgentCopy::new();
+    let agent = start_unprivileged(&binary, &REQUIRED);
     if let Err(err) = agent.wait_for(|s| attached(s) == Some(1.0), TIMEOUT) {
         panic!("flow programs did not attach with {REQUIRED:?}: {err:#}");
     }
@@ -232,10 +250,11 @@ fn each_required_capability_is_needed() {
     require_root();
     let _turn = serial();
     let net = TestNet::new().unwrap_or_else(|err| panic!("test namespace: {err:#}"));
+    let binary = AgentCopy::new();
     let mut seen = Vec::new();
     for (i, dropped) in REQUIRED.iter().enumerate() {
         let caps: Vec<Capability> = REQUIRED.iter().copied().filter(|c| c != dropped).collect();
-        let agent = start_unprivileged(&caps);
+        let agent = start_unprivileged(&binary, &caps);
         let server_comm = comm(&format!("d{i}"));
         let server = root_server(&net, &server_comm, 0);
         let port = server.addr().port();
