@@ -22,6 +22,7 @@ use crate::{
 /// Runs the agent until a termination signal.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "Planet agent starting");
+    crate::privileges::log_missing();
 
     let store = Arc::new(Store::new());
     let registry = metrics::registry(store.clone()).context("metrics registry")?;

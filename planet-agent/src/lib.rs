@@ -31,6 +31,7 @@ pub mod inventory;
 pub mod local_addr;
 pub mod logging;
 pub mod metrics;
+pub mod privileges;
 pub mod snapshot;
 pub mod socket_table;
 pub mod traffic_sources;

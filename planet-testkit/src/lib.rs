@@ -4,6 +4,8 @@
 //! - [`netns`]: a network namespace joined to the root namespace by a veth pair.
 //! - [`prom`]: a Prometheus text-exposition parser.
 //! - [`agent`]: runs the agent binary and scrapes it.
+//! - [`load`]: thousands of held loopback connections, each its own peer.
+//! - [`prometheus`]: a real Prometheus server and instant queries.
 //! - [`traffic`]: runs the `planet-traffic` generator and parses its reports.
 //! - [`flows`]: reads the agent's per-flow byte counters out of a scrape.
 //! - [`report`]: the JSON lines `planet-traffic` prints.
@@ -14,8 +16,10 @@ pub mod browser;
 pub mod cargo_bin;
 pub mod flows;
 pub mod http;
+pub mod load;
 pub mod netns;
 pub mod prom;
+pub mod prometheus;
 pub mod report;
 pub mod traffic;
 mod util;

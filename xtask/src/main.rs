@@ -7,6 +7,8 @@ mod agent;
 mod bench;
 mod cmd;
 mod darkstat;
+mod deploy;
+mod dist;
 mod run;
 mod setup;
 mod test;
@@ -56,8 +58,22 @@ enum Task {
         )]
         args: Vec<OsString>,
     },
+    /// Release tarballs of the agent and the federator, and their checksums.
+    ///
+    /// target/dist/planet-agent_v<version>_linux_<arch>.tar.gz (binary, systemd
+    /// unit, README), planet-federator likewise, and
+    /// planet_v<version>_sha256sums.txt.
+    Dist {
+        /// Pack the debug binaries instead of building release ones.
+        #[arg(long)]
+        debug: bool,
+    },
     /// Set up, then run every test suite (as root) and print a summary table.
-    Test,
+    Test {
+        /// Run only the steps whose name contains this text (e.g. `ansible`).
+        #[arg(long, value_name = "TEXT")]
+        only: Option<String>,
+    },
     /// Probe overhead: workload rates with the agent detached vs attached.
     ///
     /// Builds the release agent and planet-traffic, then alternates detached
@@ -95,7 +111,19 @@ fn main() -> ExitCode {
             run::build(profile).map(drop)
         }
         Task::Run { args } => run::run(&args),
-        Task::Test => test::run(),
+        Task::Dist { debug } => {
+            let profile = if debug {
+                run::Profile::Debug
+            } else {
+                run::Profile::Release
+            };
+            dist::run(profile).map(|artifacts| {
+                for path in artifacts.tarballs.iter().chain([&artifacts.checksums]) {
+                    println!("{}", path.display());
+                }
+            })
+        }
+        Task::Test { only } => test::run(only.as_deref()),
         Task::BenchOverhead {
             rounds,
             seconds,

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use crate::{
     agent::{self, Agent},
     cmd::{self, say},
-    setup,
+    deploy, setup,
 };
 
 /// One suite. Add new suites to [`steps`].
@@ -36,13 +36,32 @@ fn steps() -> Vec<Step> {
             name: "fuzz inventory parsers (bounded)",
             run: fuzz_inventory,
         },
+        Step {
+            name: "systemd-analyze verify (setup/systemd)",
+            run: deploy::systemd_verify,
+        },
+        Step {
+            name: "promtool: alert rules, rule tests, scrape config (setup/prometheus)",
+            run: deploy::promtool,
+        },
+        Step {
+            name: "kubernetes manifests against schemas (setup/kubernetes)",
+            run: deploy::kubernetes_validate,
+        },
+        Step {
+            name: "ansible: syntax check, local install from dist tarballs, idempotent re-run",
+            run: deploy::ansible,
+        },
     ]
 }
 
-pub fn run() -> Result<()> {
+pub fn run(only: Option<&str>) -> Result<()> {
     setup::run()?;
     let mut results = Vec::new();
-    for step in steps() {
+    let selected = steps()
+        .into_iter()
+        .filter(|step| only.is_none_or(|text| step.name.contains(text)));
+    for step in selected {
         say!("step: {}", step.name);
         let start = Instant::now();
         let outcome = (step.run)();
@@ -58,6 +77,9 @@ pub fn run() -> Result<()> {
     for (name, outcome, duration) in &results {
         let result = if outcome.is_ok() { "pass" } else { "FAIL" };
         println!("| {name} | {result} | {} |", cmd::human(*duration));
+    }
+    if results.is_empty() {
+        bail!("no step matches {only:?}");
     }
     let failed: Vec<&str> = results
         .iter()
@@ -85,7 +107,7 @@ pub fn run() -> Result<()> {
 /// `bpfel-unknown-none` and is built by planet-agent's build script instead.
 /// Every step uses this same selection, so cargo unifies features the same
 /// way and the eBPF object (built by a build script) is not rebuilt.
-const HOST_TARGETS: &[&str] = &[
+pub const HOST_TARGETS: &[&str] = &[
     "--workspace",
     "--exclude",
     "planet-agent-ebpf",

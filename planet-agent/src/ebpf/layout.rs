@@ -15,6 +15,14 @@ use thiserror::Error;
 pub enum LayoutError {
     #[error("tracefs is not mounted (looked in /sys/kernel/tracing and /sys/kernel/debug/tracing)")]
     NoTracefs,
+    #[error(
+        "tracefs at {path} cannot be read; the agent needs CAP_DAC_READ_SEARCH (or tracefs mounted with a gid the agent has)"
+    )]
+    TracefsDenied {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("tracepoint {event} does not exist on this kernel")]
     MissingEvent {
         event: String,
@@ -121,20 +129,30 @@ impl TracepointFormat {
 /// The tracefs mount, mounting it at the standard place if nothing is mounted.
 pub fn tracefs_root() -> Result<PathBuf, LayoutError> {
     const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
-    if let Some(found) = CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|p| p.join("events").is_dir())
-    {
-        return Ok(found.to_path_buf());
+    if let Some(found) = find_tracefs(&CANDIDATES)? {
+        return Ok(found);
     }
     mount_tracefs(Path::new(CANDIDATES[0]));
-    CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|p| p.join("events").is_dir())
-        .map(Path::to_path_buf)
-        .ok_or(LayoutError::NoTracefs)
+    find_tracefs(&CANDIDATES)?.ok_or(LayoutError::NoTracefs)
+}
+
+/// The first candidate with an `events` directory. A mount point the agent
+/// may not enter (tracefs is mode 0700 by default) is an error of its own,
+/// not "not mounted".
+fn find_tracefs(candidates: &[&str]) -> Result<Option<PathBuf>, LayoutError> {
+    for candidate in candidates.iter().map(Path::new) {
+        match fs::metadata(candidate.join("events")) {
+            Ok(meta) if meta.is_dir() => return Ok(Some(candidate.to_path_buf())),
+            Err(source) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(LayoutError::TracefsDenied {
+                    path: candidate.to_path_buf(),
+                    source,
+                });
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    Ok(None)
 }
 
 fn mount_tracefs(at: &Path) {
