@@ -16,6 +16,7 @@ use crate::{
     local_addr, metrics,
     snapshot::{ProbeState, Store},
     socket_table::SocketTableTask,
+    web_config::WebConfig,
 };
 
 /// Runs the agent until a termination signal.
@@ -28,10 +29,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
+    let web = match &cli.web_config_file {
+        Some(path) => {
+            WebConfig::load(path).with_context(|| format!("-web.config.file {}", path.display()))?
+        }
+        None => WebConfig::default(),
+    };
     let listener = TcpListener::bind(cli.listen_address)
         .await
         .with_context(|| format!("listen on {}", cli.listen_address))?;
-    tracing::info!(address = %cli.listen_address, "serving /metrics");
+    tracing::info!(
+        address = %cli.listen_address,
+        tls = web.tls.is_some(),
+        basic_auth = web.auth.is_some(),
+        "serving /metrics"
+    );
 
     // Closed connections travel from the flow task to the socket table task.
     let closed_log = cli
@@ -82,7 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     tasks.spawn(cancel_on_signal(shutdown.clone()));
-    let served = http::serve(listener, http::app(registry, store.clone()), {
+    let served = http::serve(listener, http::app(registry, store.clone()), &web, {
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     })

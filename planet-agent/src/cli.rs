@@ -112,6 +112,10 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
     pub task_dependency_retention: Duration,
 
+    /// Path to a configuration file that can enable TLS or authentication (Prometheus exporter-toolkit format)
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<std::path::PathBuf>,
+
     /// This host's own address, instead of the default-route interface's
     #[arg(long, value_name = "IP")]
     pub local_address: Option<std::net::IpAddr>,
@@ -219,6 +223,7 @@ mod tests {
         assert_eq!(cli.inventory_interval(), Duration::from_secs(175));
         assert_eq!(cli.task_inventory_timeout, Duration::from_secs(10));
         assert_eq!(cli.local_address, None);
+        assert_eq!(cli.web_config_file, None);
     }
 
     #[test]
@@ -236,7 +241,12 @@ mod tests {
             "-local-address",
             "fd00::5",
             "-task-inventory-interval=1m",
+            "-web.config.file=/etc/planet/web.yml",
         ]);
+        assert_eq!(
+            cli.web_config_file.as_deref(),
+            Some(std::path::Path::new("/etc/planet/web.yml"))
+        );
         assert_eq!(cli.local_address, Some("fd00::5".parse().unwrap()));
         assert_eq!(cli.inventory_interval(), Duration::from_secs(60));
         assert_eq!(cli.task_interval, Duration::from_secs(90));

@@ -29,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod snapshot;
 pub mod socket_table;
+pub mod web_config;
 
 /// `err` and its causes on one line: "a: b: c".
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

@@ -36,6 +36,18 @@ impl AgentProcess {
         task_interval: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
+        let agent = Self::spawn(binary, task_interval, extra_args)?;
+        agent.wait_ready(READY_TIMEOUT)?;
+        Ok(agent)
+    }
+
+    /// Like [`AgentProcess::start`] without waiting for plain-HTTP
+    /// `/metrics` (for agents serving TLS, or expected to fail at startup).
+    pub fn spawn(
+        binary: impl AsRef<Path>,
+        task_interval: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let binary = binary.as_ref();
         let port = free_port()?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -58,7 +70,6 @@ impl AgentProcess {
             addr,
             log_path,
         };
-        agent.wait_ready(READY_TIMEOUT)?;
         Ok(agent)
     }
 

@@ -6,15 +6,16 @@
 //! - [`traffic`]: runs the `planet-traffic` generator and parses its reports.
 //! - [`flows`]: reads the agent's per-flow byte counters out of a scrape.
 //! - [`report`]: the JSON lines `planet-traffic` prints.
+//! - [`http`]: a minimal blocking HTTP GET; [`util`]: processes and temporary paths.
 
 pub mod agent;
 pub mod flows;
-mod http;
+pub mod http;
 pub mod netns;
 pub mod prom;
 pub mod report;
 pub mod traffic;
-mod util;
+pub mod util;
 
 /// Fails with a clear message unless the process runs as root (effective uid 0).
 ///
