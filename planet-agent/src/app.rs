@@ -57,10 +57,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         };
         let (mode, interval) = (cli.task_flow_mode, cli.task_interval);
         let log = closed_log.clone();
-        let retention = cli.task_dependency_retention;
+        let budget = cli.budget();
         tasks.spawn(async move {
             if let Some(task) = start_flow_task(mode, limits, interval, store).await {
-                task.with_closed_log(log, retention).run(shutdown).await;
+                task.with_closed_log(log, budget).run(shutdown).await;
             }
         });
     } else {
@@ -84,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             local_override: cli.local_address,
             proc_root: "/proc".into(),
             closed: closed_log.clone().unwrap_or_default(),
-            retention: cli.task_dependency_retention,
+            budget: cli.budget(),
         };
         tasks.spawn(task.run(shutdown.clone()));
     } else {

@@ -71,7 +71,7 @@ impl ClosedLog {
 }
 
 /// Default of `-task-dependency-retention`.
-pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(60);
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Closed connections kept visible as edges for a retention window, so a
 /// connection that lived for milliseconds is still on `/metrics` when
@@ -144,6 +144,10 @@ pub struct Dependencies {
     pub upstream: Vec<Dependency>,
     pub downstream: Vec<Dependency>,
     pub servers: Vec<ServerProcess>,
+    /// Series of `upstream` folded by the cardinality budget.
+    pub upstream_folds: crate::cardinality::FoldStatus,
+    /// Series of `downstream` folded by the cardinality budget.
+    pub downstream_folds: crate::cardinality::FoldStatus,
 }
 
 /// The `(address, hostgroup)` labels of an IP: the inventory domain when it
@@ -159,6 +163,15 @@ pub fn name(inventory: &Inventory, ip: IpAddr) -> (String, String) {
             host.hostgroup.clone(),
         ),
         None => (ip.to_string(), String::new()),
+    }
+}
+
+/// The address a local socket is shown under: a local `127.0.0.1` is
+/// shown as the host's address (planet-exporter's loopback rewrite).
+pub fn shown_local(ip: IpAddr, host: Option<IpAddr>) -> IpAddr {
+    match (ip, host) {
+        (ip, Some(host)) if ip == LOCALHOST_V4 => host,
+        (ip, _) => ip,
     }
 }
 
@@ -233,11 +246,7 @@ pub fn build(
     let mut seen_up = HashSet::new();
     let mut seen_down = HashSet::new();
     for (local, remote, process, origin) in connections {
-        let local_ip_shown = match (local.ip(), local_ip) {
-            (ip, Some(host)) if ip == LOCALHOST_V4 => host,
-            (ip, _) => ip,
-        };
-        let (local_address, local_hostgroup) = name(inventory, local_ip_shown);
+        let (local_address, local_hostgroup) = name(inventory, shown_local(local.ip(), local_ip));
         let (remote_address, remote_hostgroup) = name(inventory, remote.ip());
         let downstream = match origin {
             Origin::Accepted => true,

@@ -17,6 +17,7 @@
 //! - [`cli`], [`app`]: flags and wiring.
 
 pub mod app;
+pub mod cardinality;
 pub mod cli;
 pub mod dependencies;
 pub mod ebpf;

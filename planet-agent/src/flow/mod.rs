@@ -3,10 +3,12 @@
 
 pub mod ledger;
 pub mod record;
+pub mod series;
 pub mod source;
 mod task;
 
 pub use ledger::{Direction, Edge, EdgeKey, Ledger};
 pub use record::{Counts, Flow, FlowId};
+pub use series::{FlowSeries, SeriesReport};
 pub use source::{KernelFlows, KernelStats, ProgramStats};
 pub use task::{FlowTask, TASK_NAME};
