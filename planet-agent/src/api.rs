@@ -284,6 +284,7 @@ mod tests {
                     port: 80,
                     process_name: Arc::from("nginx"),
                 }],
+                ..Default::default()
             }),
             local_ip: Some(ip("10.0.0.1")),
             ..Default::default()

@@ -17,6 +17,7 @@ use crate::{
     snapshot::{ProbeState, Store},
     socket_table::SocketTableTask,
     traffic_sources::{self, DarkstatSource, EbpfExporterSource, ScrapeTask, scrape::ScrapeClient},
+    web_config::WebConfig,
 };
 
 /// Runs the agent until a termination signal.
@@ -29,10 +30,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
+    let web = match &cli.web_config_file {
+        Some(path) => {
+            WebConfig::load(path).with_context(|| format!("-web.config.file {}", path.display()))?
+        }
+        None => WebConfig::default(),
+    };
     let listener = TcpListener::bind(cli.listen_address)
         .await
         .with_context(|| format!("listen on {}", cli.listen_address))?;
-    tracing::info!(address = %cli.listen_address, "serving /metrics");
+    tracing::info!(
+        address = %cli.listen_address,
+        tls = web.tls.is_some(),
+        basic_auth = web.auth.is_some(),
+        "serving /metrics"
+    );
 
     // Closed connections travel from the flow task to the socket table task.
     let closed_log = cli
@@ -46,10 +58,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         };
         let (mode, interval) = (cli.task_flow_mode, cli.task_interval);
         let log = closed_log.clone();
-        let retention = cli.task_dependency_retention;
+        let budget = cli.budget();
         tasks.spawn(async move {
             if let Some(task) = start_flow_task(mode, limits, interval, store).await {
-                task.with_closed_log(log, retention).run(shutdown).await;
+                task.with_closed_log(log, budget).run(shutdown).await;
             }
         });
     } else {
@@ -73,7 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             local_override: cli.local_address,
             proc_root: "/proc".into(),
             closed: closed_log.clone().unwrap_or_default(),
-            retention: cli.task_dependency_retention,
+            budget: cli.budget(),
         };
         tasks.spawn(task.run(shutdown.clone()));
     } else {
@@ -85,7 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     spawn_traffic_sources(&cli, &store, &shutdown, &mut tasks)?;
 
     tasks.spawn(cancel_on_signal(shutdown.clone()));
-    let served = http::serve(listener, http::app(registry, store.clone()), {
+    let served = http::serve(listener, http::app(registry, store.clone()), &web, {
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     })

@@ -122,9 +122,17 @@ pub struct Cli {
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     pub task_inventory_max_bytes: usize,
 
-    /// How long a connection that closed stays a planet_upstream/planet_downstream edge (Go duration)
-    #[arg(long, default_value = "60s", value_parser = parse_interval, value_name = "DURATION")]
+    /// How long an edge stays visible after its last activity: a closed connection in planet_upstream/planet_downstream, an idle byte series in the byte families (Go duration)
+    #[arg(long, default_value = "2m", value_parser = parse_interval, value_name = "DURATION")]
     pub task_dependency_retention: Duration,
+
+    /// Most series one metric family shows; beyond it the lightest edges are folded into an "other" series
+    #[arg(long, default_value_t = crate::cardinality::DEFAULT_MAX_SERIES, value_parser = parse_max_series, value_name = "N")]
+    pub metrics_max_series_per_family: usize,
+
+    /// Path to a configuration file that can enable TLS or authentication (Prometheus exporter-toolkit format)
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<std::path::PathBuf>,
 
     /// This host's own address, instead of the default-route interface's
     #[arg(long, value_name = "IP")]
@@ -150,7 +158,23 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_max_series(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n < 2 {
+        return Err("at least 2 series (an edge's or the other series' egress and ingress)".into());
+    }
+    Ok(n)
+}
+
 impl Cli {
+    /// The cardinality budget the flags set.
+    pub fn budget(&self) -> crate::cardinality::Budget {
+        crate::cardinality::Budget {
+            max_series: self.metrics_max_series_per_family,
+            retention: self.task_dependency_retention,
+        }
+    }
+
     /// The inventory refresh interval: the flag, or 25 × the task interval
     /// as in planet-exporter.
     pub fn inventory_interval(&self) -> Duration {
@@ -235,6 +259,9 @@ mod tests {
         assert_eq!(cli.local_address, None);
         assert_eq!(cli.task_scrape_timeout, Duration::from_secs(10));
         assert_eq!(cli.task_scrape_max_bytes, 64 << 20);
+        assert_eq!(cli.web_config_file, None);
+        assert_eq!(cli.budget(), crate::cardinality::Budget::default());
+        assert_eq!(cli.task_dependency_retention, Duration::from_secs(120));
     }
 
     #[test]
@@ -252,7 +279,12 @@ mod tests {
             "-local-address",
             "fd00::5",
             "-task-inventory-interval=1m",
+            "-web.config.file=/etc/planet/web.yml",
         ]);
+        assert_eq!(
+            cli.web_config_file.as_deref(),
+            Some(std::path::Path::new("/etc/planet/web.yml"))
+        );
         assert_eq!(cli.local_address, Some("fd00::5".parse().unwrap()));
         assert_eq!(cli.inventory_interval(), Duration::from_secs(60));
         assert_eq!(cli.task_interval, Duration::from_secs(90));
@@ -287,6 +319,8 @@ mod tests {
             &["-log-level", "loud"],
             &["-listen-address", "nowhere"],
             &["-no-such-flag"],
+            &["-metrics-max-series-per-family", "1"],
+            &["-metrics-max-series-per-family", "many"],
         ] {
             let argv = std::iter::once("planet-agent").chain(args.iter().copied());
             assert!(Cli::try_parse_go_style(argv).is_err(), "{args:?}");

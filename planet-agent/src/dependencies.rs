@@ -71,7 +71,7 @@ impl ClosedLog {
 }
 
 /// Default of `-task-dependency-retention`.
-pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(60);
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Closed connections kept visible as edges for a retention window, so a
 /// connection that lived for milliseconds is still on `/metrics` when
@@ -144,6 +144,10 @@ pub struct Dependencies {
     pub upstream: Vec<Dependency>,
     pub downstream: Vec<Dependency>,
     pub servers: Vec<ServerProcess>,
+    /// Series of `upstream` folded by the cardinality budget.
+    pub upstream_folds: crate::cardinality::FoldStatus,
+    /// Series of `downstream` folded by the cardinality budget.
+    pub downstream_folds: crate::cardinality::FoldStatus,
 }
 
 /// The `(address, hostgroup)` labels of an IP: the inventory domain when it

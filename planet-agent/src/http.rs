@@ -17,7 +17,10 @@ use axum::{
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
-use crate::snapshot::Store;
+use crate::{
+    snapshot::Store,
+    web_config::{TlsListener, WebConfig},
+};
 
 /// `/metrics` as last rendered, and the snapshot version it shows.
 ///
@@ -97,16 +100,27 @@ async fn metrics(State(exposition): State<Arc<Exposition>>) -> Response {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes
-/// in-flight requests.
+/// Serves `app` on `listener` as `web` says (TLS, basic authentication,
+/// headers) until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    web: &WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = web.apply(app);
+    match &web.tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            axum::serve(TlsListener::new(listener, tls.clone())?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cardinality;
 pub mod cli;
 pub mod dependencies;
 pub mod ebpf;
@@ -36,6 +37,7 @@ pub mod snapshot;
 pub mod socket_table;
 pub mod traffic_sources;
 pub mod web;
+pub mod web_config;
 
 /// `err` and its causes on one line: "a: b: c".
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use crate::{
     dependencies::{Dependencies, ObservedConnection},
     ebpf::ProbeMode,
-    flow::{Counts, Edge, KernelStats, ProgramStats, Rates},
+    flow::{Edge, KernelStats, ProgramStats, Rates, SeriesReport},
     inventory::{Inventory, InventoryStatus},
     traffic_sources::ExternalTraffic,
 };
@@ -28,10 +28,11 @@ use crate::{
 /// Result of the most recent flow drain.
 #[derive(Clone, Debug, Default)]
 pub struct FlowReport {
-    /// Cumulative bytes per edge, sorted.
+    /// Cumulative bytes per edge, sorted (edges idle for longer than the
+    /// retention window are left out).
     pub edges: Vec<Edge>,
-    /// Cumulative bytes per remote address (over all edges), sorted.
-    pub traffic: Vec<(IpAddr, Counts)>,
+    /// The byte families, named and within the cardinality budget.
+    pub series: SeriesReport,
     /// What the programs could not account for.
     pub kernel: KernelStats,
     /// Run statistics of the attached programs.
@@ -74,6 +75,8 @@ pub struct TaskStatus {
     pub last_run: SystemTime,
     pub runs: u64,
     pub failures: u64,
+    /// Time spent in all runs.
+    pub total_duration: Duration,
 }
 
 /// Everything `/metrics` shows, as of the last publish.
@@ -149,11 +152,13 @@ impl Store {
                 last_run: now,
                 runs: 0,
                 failures: 0,
+                total_duration: Duration::ZERO,
             });
             status.last_success = success;
             status.last_duration = duration;
             status.last_run = now;
             status.runs += 1;
+            status.total_duration += duration;
             if !success {
                 status.failures += 1;
             }
@@ -176,6 +181,7 @@ mod tests {
         assert_eq!(status.runs, 2);
         assert_eq!(status.failures, 1);
         assert_eq!(status.last_duration, Duration::from_millis(5));
+        assert_eq!(status.total_duration, Duration::from_millis(8));
     }
 
     #[test]

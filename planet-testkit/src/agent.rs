@@ -51,6 +51,27 @@ impl AgentProcess {
     /// binary itself, or a wrapper such as `setpriv ... -- <binary>`. The
     /// flags are appended to its arguments.
     pub fn start_command(
+        command: Command,
+        task_interval: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let agent = Self::spawn_command(command, task_interval, extra_args)?;
+        agent.wait_ready(READY_TIMEOUT)?;
+        Ok(agent)
+    }
+
+    /// Like [`AgentProcess::start`] without waiting for plain-HTTP
+    /// `/metrics` (for agents serving TLS, or expected to fail at startup).
+    pub fn spawn(
+        binary: impl AsRef<Path>,
+        task_interval: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        Self::spawn_command(Command::new(binary.as_ref()), task_interval, extra_args)
+    }
+
+    /// [`AgentProcess::spawn`] for an agent started by `command`.
+    pub fn spawn_command(
         mut command: Command,
         task_interval: &str,
         extra_args: &[&str],
@@ -76,7 +97,6 @@ impl AgentProcess {
             addr,
             log_path,
         };
-        agent.wait_ready(READY_TIMEOUT)?;
         Ok(agent)
     }
 

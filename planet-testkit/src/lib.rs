@@ -10,6 +10,7 @@
 //! - [`flows`]: reads the agent's per-flow byte counters out of a scrape.
 //! - [`report`]: the JSON lines `planet-traffic` prints.
 //! - [`cargo_bin`]: finds or builds a workspace binary for another package's tests.
+//! - [`http`]: a minimal blocking HTTP GET; [`util`]: processes and temporary paths.
 
 pub mod agent;
 pub mod browser;
@@ -22,7 +23,7 @@ pub mod prom;
 pub mod prometheus;
 pub mod report;
 pub mod traffic;
-mod util;
+pub mod util;
 
 /// Fails with a clear message unless the process runs as root (effective uid 0).
 ///

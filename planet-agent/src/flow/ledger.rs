@@ -28,16 +28,22 @@
 //!   because the record may still be in flight.
 //!
 //! Edge totals only grow, so they can be exposed as Prometheus counters.
+//! An edge without new bytes for the retention window is forgotten
+//! ([`Ledger::forget_idle`]); what each drain credited is also handed out
+//! as changes ([`Ledger::take_changes`]) for the byte families, which keep
+//! their own budgeted counters (see [`crate::cardinality`]).
 
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use planet_common::Origin;
 
 use super::record::{Counts, Flow, FlowId};
+use crate::cardinality::{Book, Budget};
 
 /// Which side of the dependency this host is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,7 +103,9 @@ pub struct Ledger {
     seen: HashMap<FlowId, Seen>,
     closed_now: HashSet<FlowId>,
     closed_before: HashSet<FlowId>,
-    totals: HashMap<EdgeKey, Counts>,
+    totals: Book<EdgeKey>,
+    /// Bytes credited since the last [`Ledger::take_changes`].
+    changes: HashMap<EdgeKey, Counts>,
 }
 
 impl Ledger {
@@ -114,10 +122,11 @@ impl Ledger {
         listening: impl Fn(u16) -> bool,
     ) -> DrainStats {
         let mut stats = DrainStats::default();
+        let now = Instant::now();
         for flow in closed {
             stats.closed += 1;
             let before = self.seen.remove(&flow.id).map(|s| s.counts);
-            self.credit(&flow, before, &listening);
+            self.credit(&flow, before, &listening, now);
             self.closed_now.insert(flow.id);
         }
         let mut walked = HashSet::new();
@@ -137,7 +146,7 @@ impl Ledger {
                     },
                 )
                 .map(|s| s.counts);
-            self.credit(&flow, before, &listening);
+            self.credit(&flow, before, &listening, now);
         }
         self.seen.retain(|id, seen| {
             if walked.contains(id) {
@@ -154,7 +163,13 @@ impl Ledger {
         stats
     }
 
-    fn credit(&mut self, flow: &Flow, before: Option<Counts>, listening: &impl Fn(u16) -> bool) {
+    fn credit(
+        &mut self,
+        flow: &Flow,
+        before: Option<Counts>,
+        listening: &impl Fn(u16) -> bool,
+        now: Instant,
+    ) {
         let delta = flow.counts.since(before.unwrap_or_default());
         // Nothing new, or a connection with no bytes whose owner is not
         // known yet (accepted, not read from): no edge to show yet.
@@ -178,7 +193,24 @@ impl Ledger {
             port,
             process: flow.comm.clone(),
         };
-        *self.totals.entry(key).or_default() += delta;
+        *self.changes.entry(key.clone()).or_default() += delta;
+        self.totals.credit(key, delta, now);
+    }
+
+    /// Bytes credited per edge since the previous call.
+    pub fn take_changes(&mut self) -> HashMap<EdgeKey, Counts> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Forgets edges without new bytes for longer than `retention`.
+    pub fn forget_idle(&mut self, now: Instant, retention: Duration) {
+        self.totals.settle(
+            now,
+            Budget {
+                max_series: usize::MAX,
+                retention,
+            },
+        );
     }
 
     /// Flows currently tracked between drains.
@@ -188,29 +220,13 @@ impl Ledger {
 
     /// Every edge with its cumulative bytes, sorted by key.
     pub fn edges(&self) -> Vec<Edge> {
-        let mut edges: Vec<Edge> = self
-            .totals
-            .iter()
-            .map(|(key, bytes)| Edge {
-                key: key.clone(),
-                bytes: *bytes,
-            })
-            .collect();
-        edges.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        edges
+        self.totals
+            .report()
+            .series
+            .into_iter()
+            .map(|(key, bytes)| Edge { key, bytes })
+            .collect()
     }
-}
-
-/// Bytes per remote address over every edge: what
-/// `planet_traffic_bytes_total` shows. Sorted by address.
-pub fn traffic_by_remote(edges: &[Edge]) -> Vec<(IpAddr, Counts)> {
-    let mut by_remote: HashMap<IpAddr, Counts> = HashMap::new();
-    for edge in edges {
-        *by_remote.entry(edge.key.remote).or_default() += edge.bytes;
-    }
-    let mut out: Vec<_> = by_remote.into_iter().collect();
-    out.sort_unstable_by_key(|(ip, _)| *ip);
-    out
 }
 
 #[cfg(test)]
@@ -349,29 +365,29 @@ mod tests {
     }
 
     #[test]
-    fn traffic_sums_edges_per_remote_address() {
+    fn changes_are_what_each_drain_credited() {
         let mut l = Ledger::new();
         let mut other = flow(2, Origin::Accepted, 5, 6);
         other.remote = "10.0.0.3".parse().unwrap();
-        let mut same_peer_other_port = flow(3, Origin::Connected, 1, 2);
-        same_peer_other_port.remote_port = 80;
-        l.drain(
-            [],
-            [
-                flow(1, Origin::Connected, 10, 20),
-                other,
-                same_peer_other_port,
-            ],
-            none,
-        );
-        let traffic = traffic_by_remote(&l.edges());
-        assert_eq!(
-            traffic,
-            vec![
-                ("10.0.0.2".parse().unwrap(), Counts { tx: 11, rx: 22 }),
-                ("10.0.0.3".parse().unwrap(), Counts { tx: 5, rx: 6 }),
-            ]
-        );
+        l.drain([], [flow(1, Origin::Connected, 10, 20), other], none);
+        let first = l.take_changes();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first.values().map(|c| c.tx).sum::<u64>(), 15);
+        l.drain([], [flow(1, Origin::Connected, 12, 20)], none);
+        let second: Vec<Counts> = l.take_changes().into_values().collect();
+        assert_eq!(second, vec![Counts { tx: 2, rx: 0 }]);
+        assert!(l.take_changes().is_empty());
+    }
+
+    #[test]
+    fn idle_edges_are_forgotten_after_the_retention_window() {
+        let mut l = Ledger::new();
+        l.drain([flow(1, Origin::Connected, 10, 20)], [], none);
+        let retention = Duration::from_secs(120);
+        l.forget_idle(Instant::now(), retention);
+        assert_eq!(l.edges().len(), 1);
+        l.forget_idle(Instant::now() + retention * 2, retention);
+        assert!(l.edges().is_empty());
     }
 
     #[test]

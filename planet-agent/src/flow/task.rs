@@ -11,9 +11,10 @@ use planet_common::Origin;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::{KernelFlows, Ledger, ledger, rate, record::Flow};
+use super::{FlowSeries, KernelFlows, Ledger, rate, record::Flow};
 use crate::{
-    dependencies::{self, ClosedLog, DEFAULT_RETENTION, ObservedConnection, RecentlyClosed},
+    cardinality::{Budget, DependencyBudget},
+    dependencies::{self, ClosedLog, ObservedConnection, RecentlyClosed},
     snapshot::{FlowReport, Store},
     socket_table::{self, SocketTable},
 };
@@ -24,6 +25,11 @@ pub const TASK_NAME: &str = "flow";
 pub struct FlowTask {
     source: KernelFlows,
     ledger: Ledger,
+    /// The byte families, budgeted.
+    series: FlowSeries,
+    budget: Budget,
+    /// With `closed_log` unset: the budget of the dependencies built here.
+    dependency_budget: DependencyBudget,
     pending: Vec<Flow>,
     vanished_total: u64,
     /// Where closed connections go for the socket table task; `None` when
@@ -40,10 +46,13 @@ impl FlowTask {
         Self {
             source,
             ledger: Ledger::new(),
+            series: FlowSeries::default(),
+            budget: Budget::default(),
+            dependency_budget: DependencyBudget::default(),
             pending: Vec::new(),
             vanished_total: 0,
             closed_log: None,
-            recently_closed: RecentlyClosed::new(DEFAULT_RETENTION),
+            recently_closed: RecentlyClosed::new(Budget::default().retention),
             store,
             interval,
         }
@@ -51,10 +60,12 @@ impl FlowTask {
 
     /// Hands closed connections to the socket table task through `log`.
     /// Without one, this task publishes dependencies from flows alone,
-    /// keeping closed connections as edges for `retention`.
-    pub fn with_closed_log(mut self, log: Option<Arc<ClosedLog>>, retention: Duration) -> Self {
+    /// keeping closed connections as edges for the budget's retention.
+    /// The budget bounds the byte families (and those dependencies).
+    pub fn with_closed_log(mut self, log: Option<Arc<ClosedLog>>, budget: Budget) -> Self {
         self.closed_log = log;
-        self.recently_closed = RecentlyClosed::new(retention);
+        self.recently_closed = RecentlyClosed::new(budget.retention);
+        self.budget = budget;
         self
     }
 
@@ -102,9 +113,18 @@ impl FlowTask {
             .ledger
             .drain(closed, live, |port| listening.contains(&port));
         self.vanished_total += stats.vanished as u64;
+        let now = Instant::now();
+        self.ledger.forget_idle(now, self.budget.retention);
         let edges = self.ledger.edges();
-        let drained_at = Instant::now();
-        let previous = self.store.load().flows.clone();
+        let snapshot = self.store.load();
+        self.series.credit(
+            self.ledger.take_changes(),
+            &snapshot.inventory,
+            snapshot.local_ip,
+            now,
+        );
+        let drained_at = now;
+        let previous = snapshot.flows.clone();
         let rates = previous.drained_at.and_then(|at| {
             rate::between(
                 &previous.edges,
@@ -113,7 +133,7 @@ impl FlowTask {
             )
         });
         let report = Arc::new(FlowReport {
-            traffic: ledger::traffic_by_remote(&edges),
+            series: self.series.settle(now, self.budget),
             edges,
             kernel: self.source.stats(),
             programs: self.source.program_stats(),
@@ -131,14 +151,22 @@ impl FlowTask {
             }
             None => {
                 let mut seen = report.observed.clone();
-                seen.extend(self.recently_closed.update(Instant::now(), closed_now));
-                let snapshot = self.store.load();
-                Some(Arc::new(dependencies::build(
+                seen.extend(self.recently_closed.update(now, closed_now));
+                let mut deps = dependencies::build(
                     &SocketTable::default(),
                     &seen,
                     &snapshot.inventory,
                     snapshot.local_ip,
-                )))
+                );
+                self.dependency_budget.apply(
+                    &mut deps,
+                    &report.series,
+                    self.budget,
+                    &snapshot.inventory,
+                    snapshot.local_ip,
+                    now,
+                );
+                Some(Arc::new(deps))
             }
         };
         let elapsed = started.elapsed();

@@ -5,7 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::proto::MetricFamily;
 
-use super::family::{Family, Spec, single};
+use super::{
+    dependencies::{DOWNSTREAM, UPSTREAM},
+    family::{Family, Spec, single},
+    flows::{DOWNSTREAM_BYTES, TRAFFIC, UPSTREAM_BYTES},
+};
 use crate::snapshot::{ProbeState, Snapshot};
 
 pub const TASK_SUCCESS: Spec = Spec::gauge(
@@ -83,7 +87,26 @@ pub const SCRAPE_SUCCESS: Spec = Spec::gauge(
     &["collector"],
 );
 
-pub const SPECS: [&Spec; 13] = [
+pub const TASK_SECONDS: Spec = Spec::counter(
+    "planet_task_run_seconds_total",
+    "Time spent in the task's runs",
+    &["task"],
+);
+pub const SERIES_FOLDED_TOTAL: Spec = Spec::counter(
+    "planet_series_folded_total",
+    "Series of the family folded into its \"other\" series by the cardinality budget (-metrics-max-series-per-family)",
+    &["family"],
+);
+pub const SERIES_FOLDED: Spec = Spec::gauge(
+    "planet_series_folded",
+    "Distinct series of the family folded into its \"other\" series within the retention window",
+    &["family"],
+);
+
+pub const SPECS: [&Spec; 16] = [
+    &TASK_SECONDS,
+    &SERIES_FOLDED_TOTAL,
+    &SERIES_FOLDED,
     &TASK_SUCCESS,
     &TASK_DURATION,
     &TASK_TIMESTAMP,
@@ -110,6 +133,7 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     let mut timestamp = Family::new(&TASK_TIMESTAMP);
     let mut runs = Family::new(&TASK_RUNS);
     let mut failures = Family::new(&TASK_FAILURES);
+    let mut seconds = Family::new(&TASK_SECONDS);
     for (task, status) in &snapshot.tasks {
         let task = [*task];
         success.push(&task, if status.last_success { 1.0 } else { 0.0 });
@@ -117,9 +141,10 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         timestamp.push(&task, unix_seconds(status.last_run));
         runs.push(&task, status.runs as f64);
         failures.push(&task, status.failures as f64);
+        seconds.push(&task, status.total_duration.as_secs_f64());
     }
     out.extend(
-        [success, duration, timestamp, runs, failures]
+        [success, duration, timestamp, runs, failures, seconds]
             .into_iter()
             .filter_map(Family::finish),
     );
@@ -146,6 +171,25 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     }
     out.extend(
         [attached, mode, rejected]
+            .into_iter()
+            .filter_map(Family::finish),
+    );
+
+    let mut folded_total = Family::new(&SERIES_FOLDED_TOTAL);
+    let mut folded = Family::new(&SERIES_FOLDED);
+    let (flows, deps) = (&snapshot.flows.series, &snapshot.dependencies);
+    for (family, status) in [
+        (UPSTREAM.name, deps.upstream_folds),
+        (DOWNSTREAM.name, deps.downstream_folds),
+        (UPSTREAM_BYTES.name, flows.upstream.folds),
+        (DOWNSTREAM_BYTES.name, flows.downstream.folds),
+        (TRAFFIC.name, flows.traffic.folds),
+    ] {
+        folded_total.push(&[family], status.total as f64);
+        folded.push(&[family], status.current as f64);
+    }
+    out.extend(
+        [folded_total, folded]
             .into_iter()
             .filter_map(Family::finish),
     );

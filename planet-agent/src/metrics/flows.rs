@@ -1,14 +1,15 @@
 //! Byte families of the flow task, named by the inventory, and the flow
 //! task's own health.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use prometheus::proto::MetricFamily;
 
 use super::family::{Family, Spec, single};
 use crate::{
-    dependencies::{name, shown_local},
-    flow::{Counts, Direction},
+    cardinality::OTHER,
+    dependencies::{Dependency, name},
+    flow::Counts,
     snapshot::{ProbeState, Snapshot},
 };
 
@@ -113,48 +114,55 @@ pub const SPECS: [&Spec; 13] = [
     &PROGRAM_RUN_SECONDS,
 ];
 
-/// Label values of one byte series, before `direction`.
-type EdgeLabels = (String, String, String, String, u16, Arc<str>);
-
-/// The byte families. Edges whose addresses the inventory maps to the same
-/// names are summed, so a renamed peer never yields duplicate series.
-/// `planet_traffic_bytes_total` only when the flow task is its source.
+/// The byte families, as the flow task named and budgeted them; folded
+/// series show as one series with [`OTHER`] remote labels and process and
+/// port 0. `planet_traffic_bytes_total` only when the flow task is its
+/// source (`traffic_source`).
 pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut Vec<MetricFamily>) {
     let report = &snapshot.flows;
-    let mut by_labels: [HashMap<EdgeLabels, Counts>; 2] = Default::default();
-    for edge in &report.edges {
-        let key = &edge.key;
-        let local = shown_local(key.local, snapshot.local_ip);
-        let (local_address, local_hostgroup) = name(&snapshot.inventory, local);
-        let (remote_address, remote_hostgroup) = name(&snapshot.inventory, key.remote);
-        let slot = match key.direction {
-            Direction::Upstream => 0,
-            Direction::Downstream => 1,
-        };
-        *by_labels[slot]
-            .entry((
-                local_hostgroup,
-                remote_hostgroup,
-                local_address,
-                remote_address,
-                key.port,
-                key.process.clone(),
-            ))
-            .or_default() += edge.bytes;
-    }
-    for (spec, series) in [
-        (&UPSTREAM_BYTES, &by_labels[0]),
-        (&DOWNSTREAM_BYTES, &by_labels[1]),
+    let (local_address, local_hostgroup) = snapshot
+        .local_ip
+        .map(|ip| name(&snapshot.inventory, ip))
+        .unwrap_or_default();
+    for (spec, budgeted) in [
+        (&UPSTREAM_BYTES, &report.series.upstream),
+        (&DOWNSTREAM_BYTES, &report.series.downstream),
     ] {
         let mut family = Family::new(spec);
-        for ((lh, rh, la, ra, port, process), bytes) in series {
-            let port = port.to_string();
+        let mut push = |s: &Dependency, bytes: Counts| {
+            let port = s.port.to_string();
             for (direction, value) in [("egress", bytes.tx), ("ingress", bytes.rx)] {
                 family.push(
-                    &[lh, rh, la, ra, &port, "tcp", process, direction],
+                    &[
+                        &s.local_hostgroup,
+                        &s.remote_hostgroup,
+                        &s.local_address,
+                        &s.remote_address,
+                        &port,
+                        s.protocol,
+                        &s.process_name,
+                        direction,
+                    ],
                     value as f64,
                 );
             }
+        };
+        for (series, bytes) in &budgeted.series {
+            push(series, *bytes);
+        }
+        if let Some(bytes) = budgeted.other {
+            push(
+                &Dependency {
+                    local_hostgroup: local_hostgroup.clone(),
+                    remote_hostgroup: OTHER.to_owned(),
+                    local_address: local_address.clone(),
+                    remote_address: OTHER.to_owned(),
+                    port: 0,
+                    protocol: "tcp",
+                    process_name: Arc::from(OTHER),
+                },
+                bytes,
+            );
         }
         out.extend(family.finish());
     }
@@ -165,28 +173,30 @@ pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut Vec<MetricFam
     let (local_hostgroup, local_domain) =
         local.map_or(("", ""), |h| (h.hostgroup.as_str(), h.domain.as_str()));
     let mut traffic = Family::new(&TRAFFIC);
-    let traffic_rows = if traffic_source {
-        &report.traffic[..]
-    } else {
-        &[]
-    };
-    for (remote, bytes) in traffic_rows {
-        let host = snapshot.inventory.lookup(*remote);
-        let (remote_hostgroup, remote_domain) =
-            host.map_or(("", ""), |h| (h.hostgroup.as_str(), h.domain.as_str()));
-        let remote = remote.to_string();
+    let mut push = |remote: &str, remote_hostgroup: &str, remote_domain: &str, bytes: Counts| {
         for (direction, value) in [("egress", bytes.tx), ("ingress", bytes.rx)] {
             traffic.push(
                 &[
                     local_hostgroup,
                     direction,
                     remote_hostgroup,
-                    &remote,
+                    remote,
                     local_domain,
                     remote_domain,
                 ],
                 value as f64,
             );
+        }
+    };
+    if traffic_source {
+        for (remote, bytes) in &report.series.traffic.series {
+            let host = snapshot.inventory.lookup(*remote);
+            let (remote_hostgroup, remote_domain) =
+                host.map_or(("", ""), |h| (h.hostgroup.as_str(), h.domain.as_str()));
+            push(&remote.to_string(), remote_hostgroup, remote_domain, *bytes);
+        }
+        if let Some(bytes) = report.series.traffic.other {
+            push(OTHER, OTHER, OTHER, bytes);
         }
     }
     out.extend(traffic.finish());

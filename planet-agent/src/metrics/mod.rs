@@ -81,6 +81,10 @@ pub fn registry(store: Arc<Store>) -> Result<Registry, prometheus::Error> {
         family: agent::build_info().into_iter().collect(),
     }))?;
     registry.register(Box::new(SnapshotCollector::new(store)?))?;
+    // process_cpu_seconds_total, process_resident_memory_bytes, open fds…
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     Ok(registry)
 }
 

@@ -6,7 +6,7 @@ use super::registry;
 use crate::{
     dependencies::{Dependencies, Dependency, ServerProcess},
     ebpf::ProbeMode,
-    flow::{Counts, Direction, Edge, EdgeKey, ledger::traffic_by_remote},
+    flow::{Counts, Direction, Edge, EdgeKey, SeriesReport},
     inventory::{Host, Inventory, InventoryStatus},
     snapshot::{FlowReport, ProbeState, Store},
 };
@@ -32,10 +32,12 @@ fn edge(direction: Direction, remote: &str, port: u16, process: &str, tx: u64, r
     }
 }
 
+/// Publishes `edges` as one drain named with the snapshot's inventory
+/// and local address (set those first).
 fn attached(store: &Store, edges: Vec<Edge>) {
     store.update(|s| {
         s.flows = Arc::new(FlowReport {
-            traffic: traffic_by_remote(&edges),
+            series: SeriesReport::from_edges(&edges, &s.inventory, s.local_ip),
             edges: edges.clone(),
             ..Default::default()
         });
@@ -119,13 +121,6 @@ fn inventory() -> Arc<Inventory> {
 #[test]
 fn inventory_names_every_family_and_collapsed_edges_are_summed() {
     let store = Arc::new(Store::new());
-    attached(
-        &store,
-        vec![
-            edge(Direction::Upstream, "10.0.0.2", 443, "curl", 10, 20),
-            edge(Direction::Upstream, "10.0.0.3", 443, "curl", 1, 2),
-        ],
-    );
     store.update(|s| {
         s.inventory = inventory();
         s.local_ip = Some("10.0.0.1".parse().unwrap());
@@ -136,6 +131,13 @@ fn inventory_names_every_family_and_collapsed_edges_are_summed() {
             last_error: None,
         });
     });
+    attached(
+        &store,
+        vec![
+            edge(Direction::Upstream, "10.0.0.2", 443, "curl", 10, 20),
+            edge(Direction::Upstream, "10.0.0.3", 443, "curl", 1, 2),
+        ],
+    );
     let out = text(&registry(store).unwrap());
     for line in [
         // Both peers are only known by CIDR: same remote_hostgroup, but the
@@ -154,13 +156,6 @@ fn inventory_names_every_family_and_collapsed_edges_are_summed() {
 #[test]
 fn peers_sharing_a_domain_are_summed_not_duplicated() {
     let store = Arc::new(Store::new());
-    attached(
-        &store,
-        vec![
-            edge(Direction::Upstream, "10.9.0.2", 5432, "app", 10, 20),
-            edge(Direction::Upstream, "10.9.0.3", 5432, "app", 1, 2),
-        ],
-    );
     store.update(|s| {
         s.inventory = Arc::new(Inventory::with_localhost(
             ["10.9.0.2", "10.9.0.3"]
@@ -173,6 +168,13 @@ fn peers_sharing_a_domain_are_summed_not_duplicated() {
                 .collect(),
         ));
     });
+    attached(
+        &store,
+        vec![
+            edge(Direction::Upstream, "10.9.0.2", 5432, "app", 10, 20),
+            edge(Direction::Upstream, "10.9.0.3", 5432, "app", 1, 2),
+        ],
+    );
     let out = text(&registry(store).unwrap());
     let egress: Vec<&str> = out
         .lines()
@@ -205,6 +207,7 @@ fn dependency_families_match_planet_exporter() {
                 port: 22,
                 process_name: Arc::from("sshd"),
             }],
+            ..Default::default()
         });
     });
     let out = text(&registry(store).unwrap());
@@ -219,5 +222,91 @@ fn dependency_families_match_planet_exporter() {
         r#"ip="10.0.0.1",local_hostgroup="me"} 1"#,
     ] {
         assert!(out.contains(line), "missing {line}\n{out}");
+    }
+}
+
+#[test]
+fn folded_series_render_as_other_with_their_bytes() {
+    use crate::cardinality::{Budget, FoldStatus};
+    use crate::flow::FlowSeries;
+    let store = Arc::new(Store::new());
+    let mut series = FlowSeries::default();
+    let now = std::time::Instant::now();
+    let changes = (1..=5u8)
+        .map(|i| {
+            let e = edge(
+                Direction::Upstream,
+                &format!("10.1.0.{i}"),
+                443,
+                "app",
+                u64::from(i) * 100,
+                1,
+            );
+            (e.key, e.bytes)
+        })
+        .collect();
+    series.credit(changes, &Inventory::default(), None, now);
+    let budget = Budget {
+        max_series: 6,
+        retention: Duration::from_secs(120),
+    };
+    let report = series.settle(now, budget);
+    store.update(|s| {
+        s.flows = Arc::new(FlowReport {
+            series: report.clone(),
+            ..Default::default()
+        });
+        // The flow task feeds planet_traffic_bytes_total while attached.
+        s.probe = crate::snapshot::ProbeState::Attached {
+            mode: crate::ebpf::ProbeMode::Tracepoint,
+            rejected: vec![],
+        };
+    });
+    let out = text(&registry(store).unwrap());
+    for line in [
+        r#"planet_upstream_bytes_total{direction="egress",local_address="",local_hostgroup="",port="0",process_name="other",protocol="tcp",remote_address="other",remote_hostgroup="other"} 600"#,
+        r#"planet_upstream_bytes_total{direction="egress",local_address="10.0.0.1",local_hostgroup="",port="443",process_name="app",protocol="tcp",remote_address="10.1.0.5",remote_hostgroup=""} 500"#,
+        r#"planet_traffic_bytes_total{direction="ingress",local_domain="",local_hostgroup="",remote_domain="other",remote_hostgroup="other",remote_ip="other"} 3"#,
+        r#"planet_series_folded_total{family="planet_upstream_bytes_total"} 3"#,
+        r#"planet_series_folded{family="planet_traffic_bytes_total"} 3"#,
+        r#"planet_series_folded_total{family="planet_upstream"} 0"#,
+    ] {
+        assert!(out.contains(line), "missing {line}\n{out}");
+    }
+    assert_eq!(
+        report.upstream.folds,
+        FoldStatus {
+            total: 3,
+            current: 3
+        }
+    );
+    let upstream_egress: f64 = out
+        .lines()
+        .filter(|l| l.starts_with(r#"planet_upstream_bytes_total{direction="egress""#))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(upstream_egress, 1500.0, "bytes preserved");
+}
+
+#[test]
+fn self_cost_metrics() {
+    let store = Arc::new(Store::new());
+    store.task_ran("flow", true, Duration::from_millis(250));
+    store.task_ran("flow", true, Duration::from_millis(750));
+    let out = text(&registry(store).unwrap());
+    assert!(
+        out.contains(r#"planet_task_run_seconds_total{task="flow"} 1"#),
+        "{out}"
+    );
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            out.contains(&format!("# TYPE {family}")),
+            "missing {family}\n{out}"
+        );
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::OwnerCache;
 use crate::{
+    cardinality::{Budget, DependencyBudget},
     dependencies::{self, ClosedLog, RecentlyClosed},
     local_addr,
     snapshot::Store,
@@ -29,8 +30,9 @@ pub struct SocketTableTask {
     pub proc_root: PathBuf,
     /// Connections the flow task saw close since the last collection.
     pub closed: Arc<ClosedLog>,
-    /// How long a closed connection stays an edge.
-    pub retention: Duration,
+    /// Series limit of the dependency families, and how long a closed
+    /// connection stays an edge.
+    pub budget: Budget,
 }
 
 impl SocketTableTask {
@@ -38,16 +40,22 @@ impl SocketTableTask {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let cache = Arc::new(Mutex::new(OwnerCache::new()));
-        let mut recent = RecentlyClosed::new(self.retention);
+        let mut recent = RecentlyClosed::new(self.budget.retention);
+        let mut budget = DependencyBudget::default();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = ticker.tick() => self.collect_once(&cache, &mut recent).await,
+                _ = ticker.tick() => self.collect_once(&cache, &mut recent, &mut budget).await,
             }
         }
     }
 
-    async fn collect_once(&self, cache: &Arc<Mutex<OwnerCache>>, recent: &mut RecentlyClosed) {
+    async fn collect_once(
+        &self,
+        cache: &Arc<Mutex<OwnerCache>>,
+        recent: &mut RecentlyClosed,
+        budget: &mut DependencyBudget,
+    ) {
         let started = Instant::now();
         let proc_root = self.proc_root.clone();
         let override_ip = self.local_override;
@@ -64,20 +72,26 @@ impl SocketTableTask {
         match result {
             Ok(Ok((table, local_ip))) => {
                 let snapshot = self.store.load();
+                let now = Instant::now();
                 let mut observed = snapshot.flows.observed.clone();
-                observed.extend(recent.update(Instant::now(), self.closed.take()));
+                observed.extend(recent.update(now, self.closed.take()));
                 tracing::debug!(
                     listeners = table.listeners.len(),
                     connections = table.connections.len(),
                     observed = observed.len(),
                     "socket table collected"
                 );
-                let deps = Arc::new(dependencies::build(
-                    &table,
-                    &observed,
+                let mut deps =
+                    dependencies::build(&table, &observed, &snapshot.inventory, local_ip);
+                budget.apply(
+                    &mut deps,
+                    &snapshot.flows.series,
+                    self.budget,
                     &snapshot.inventory,
                     local_ip,
-                ));
+                    now,
+                );
+                let deps = Arc::new(deps);
                 self.store.publish(TASK_NAME, true, started.elapsed(), |s| {
                     s.dependencies = deps.clone();
                     s.local_ip = local_ip;

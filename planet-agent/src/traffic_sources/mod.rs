@@ -182,6 +182,7 @@ mod tests {
                 last_run,
                 runs: 1,
                 failures: u64::from(!success),
+                total_duration: Duration::ZERO,
             },
         );
         s
