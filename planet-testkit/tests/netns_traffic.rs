@@ -2,6 +2,7 @@
 //! Needs root (network namespaces); fails, never skips, without it.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use planet_testkit::netns::TestNet;
@@ -10,9 +11,9 @@ use planet_testkit::traffic::{self, ClientOpts, RecvMode, SendMode, ServerOpts};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn setup() -> TestNet {
+fn setup() -> SharedNet {
     planet_testkit::require_root().unwrap();
-    TestNet::new().unwrap()
+    shared_net().unwrap()
 }
 
 fn exchange(
@@ -28,6 +29,33 @@ fn exchange(
 
 fn ip_of(addr: &str) -> IpAddr {
     addr.parse::<SocketAddr>().unwrap().ip()
+}
+
+/// Tests share the machine's namespace indices; the one that checks
+/// removal runs alone.
+static ALONE: RwLock<()> = RwLock::new(());
+
+/// A `TestNet` for a test that may run beside others.
+fn shared_net() -> anyhow::Result<SharedNet> {
+    let guard = ALONE.read().unwrap_or_else(PoisonError::into_inner);
+    Ok(SharedNet {
+        net: TestNet::new()?,
+        _guard: guard,
+    })
+}
+
+/// A `TestNet` that holds off the removal check while it lives.
+struct SharedNet {
+    net: TestNet,
+    _guard: RwLockReadGuard<'static, ()>,
+}
+
+impl std::ops::Deref for SharedNet {
+    type Target = TestNet;
+
+    fn deref(&self) -> &TestNet {
+        &self.net
+    }
 }
 
 #[test]
@@ -112,6 +140,9 @@ fn sendfile_and_waitall_count_exactly() {
 #[test]
 fn parallel_namespaces_are_distinct_and_removed() {
     planet_testkit::require_root().unwrap();
+    // Namespace names reuse free indices: while this test looks for its
+    // removed names, no other test of this process may create one.
+    let _alone = ALONE.write().unwrap_or_else(PoisonError::into_inner);
     let nets: Vec<TestNet> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| s.spawn(|| TestNet::new().unwrap()))
