@@ -85,8 +85,18 @@ pub enum Birth {
 /// their owner on the first send or receive.
 #[inline(always)]
 pub fn open(sk: u64, mut meta: FlowMeta, origin: Origin, birth: Birth, owned_by_current: bool) {
-    if PLANET_FLOWS.get_ptr(sk).is_some() {
+    if let Some(value) = PLANET_FLOWS.get_ptr_mut(sk) {
         if birth == Birth::Established {
+            // Some kernels (6.12) announce SYN_RECV before the child socket
+            // has its peer's address; by ESTABLISHED it has.
+            // SAFETY: pointer from a successful lookup; plain data.
+            unsafe {
+                (*value).meta.family = meta.family;
+                (*value).meta.local_port = meta.local_port;
+                (*value).meta.remote_port = meta.remote_port;
+                (*value).meta.local_addr = meta.local_addr;
+                (*value).meta.remote_addr = meta.remote_addr;
+            }
             return;
         }
         // The old flow ended without us seeing it go: report it first.
