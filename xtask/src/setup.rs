@@ -24,6 +24,12 @@ pub const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "influxdb",
     "influxdb-client",
+    // `cargo xtask test-vm`: qemu guests with a busybox initramfs.
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "binutils",
+    "xz-utils",
 ];
 
 /// The bpf-linker release the eBPF build uses.

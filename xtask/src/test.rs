@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use crate::{
     agent::{self, Agent},
     cmd::{self, say},
-    setup,
+    setup, vm,
 };
 
 /// One suite. Add new suites to [`steps`].
@@ -35,6 +35,10 @@ fn steps() -> Vec<Step> {
         Step {
             name: "fuzz inventory parsers (bounded)",
             run: fuzz_inventory,
+        },
+        Step {
+            name: "test-vm: accuracy per probe mode on 5.10, 6.1, 6.12 (qemu)",
+            run: test_vm,
         },
     ]
 }
@@ -85,7 +89,7 @@ pub fn run() -> Result<()> {
 /// `bpfel-unknown-none` and is built by planet-agent's build script instead.
 /// Every step uses this same selection, so cargo unifies features the same
 /// way and the eBPF object (built by a build script) is not rebuilt.
-const HOST_TARGETS: &[&str] = &[
+pub const HOST_TARGETS: &[&str] = &[
     "--workspace",
     "--exclude",
     "planet-agent-ebpf",
@@ -106,6 +110,14 @@ fn cargo_test() -> Result<()> {
             .arg("--no-fail-fast")
             .current_dir(cmd::workspace_root()),
     )
+}
+
+/// The accuracy suite in every probe mode on the three Debian guest kernels.
+fn test_vm() -> Result<()> {
+    vm::run(&vm::Options {
+        kernels: vm::Kernel::ALL.to_vec(),
+        timeout: Duration::from_secs(vm::DEFAULT_TIMEOUT_MINUTES * 60),
+    })
 }
 
 /// Seconds each fuzz target runs in `cargo xtask test`.
