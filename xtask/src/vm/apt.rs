@@ -77,6 +77,20 @@ impl PrivateApt {
             ("Dir::Cache", self.cache().into_os_string()),
             // Our own lists need no lock on the machine's apt.
             ("Debug::NoLocking", "1".into()),
+            // Only the Packages indices: no translations, no AppStream data.
+            ("Acquire::Languages", "none".into()),
+            (
+                "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled",
+                "false".into(),
+            ),
+            (
+                "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled",
+                "false".into(),
+            ),
+            (
+                "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled",
+                "false".into(),
+            ),
             // As root, do not hand downloads to the `_apt` user, who cannot
             // write into a home folder (ignored when not root).
             ("APT::Sandbox::User", "root".into()),
@@ -90,9 +104,11 @@ impl PrivateApt {
         options
     }
 
+    /// `program` with [`Self::options`]; its stdout goes to stderr, so
+    /// stdout keeps only the table.
     fn command(&self, program: &str) -> Command {
         let mut command = cmd::new(program);
-        command.args(self.options());
+        command.args(self.options()).stdout(std::io::stderr());
         command
     }
 

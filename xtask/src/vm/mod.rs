@@ -30,7 +30,7 @@ use self::{
 use crate::cmd::{self, say};
 
 /// Default limit per guest, boot to power-off.
-pub const DEFAULT_TIMEOUT_MINUTES: u64 = 10;
+pub const DEFAULT_TIMEOUT_MINUTES: u64 = 20;
 
 pub struct Options {
     pub kernels: Vec<Kernel>,
