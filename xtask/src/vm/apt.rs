@@ -104,11 +104,10 @@ impl PrivateApt {
         options
     }
 
-    /// `program` with [`Self::options`]; its stdout goes to stderr, so
-    /// stdout keeps only the table.
+    /// `program` with [`Self::options`].
     fn command(&self, program: &str) -> Command {
         let mut command = cmd::new(program);
-        command.args(self.options()).stdout(std::io::stderr());
+        command.args(self.options());
         command
     }
 
@@ -127,7 +126,12 @@ impl PrivateApt {
             "refreshing the private package lists ({})",
             self.sources_path().display()
         );
-        cmd::run(self.command("apt-get").args(["-q", "update"]))?;
+        // Progress to stderr: stdout is for the table.
+        cmd::run(
+            self.command("apt-get")
+                .args(["-q", "update"])
+                .stdout(std::io::stderr()),
+        )?;
         fs::write(self.stamp(), "").with_context(|| format!("write {}", self.stamp().display()))
     }
 
@@ -150,6 +154,7 @@ impl PrivateApt {
         cmd::run(
             self.command("apt-get")
                 .args(["-q", "download", package])
+                .stdout(std::io::stderr())
                 .current_dir(dir),
         )?;
         cached_deb(dir, package).ok_or_else(|| {
