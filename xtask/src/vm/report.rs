@@ -457,7 +457,7 @@ pub fn render(rows: &[Row]) -> String {
                             row.series,
                             mode.name(),
                             failure.case,
-                            failure.message
+                            head(&failure.message, MESSAGE_LINES)
                         );
                     }
                 }
@@ -469,6 +469,23 @@ pub fn render(rows: &[Row]) -> String {
         }
     }
     out
+}
+
+/// Lines of a failure message under the table (the whole output of every
+/// case is in the guest's `results.log`).
+const MESSAGE_LINES: usize = 12;
+
+/// The first `lines` lines of `text`, with a note when more follow.
+fn head(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    if all.len() <= lines {
+        return text.to_owned();
+    }
+    format!(
+        "{}\n... ({} more lines in the guest's results.log)",
+        all[..lines].join("\n"),
+        all.len() - lines
+    )
 }
 
 /// Text safe inside a markdown table cell.
@@ -707,6 +724,15 @@ mod tests {
         let verdict = Verdict::judge(&text);
         assert!(matches!(verdict.cells[&Mode::Fentry], Cell::Failed(_)));
         assert!(verdict.is_failure());
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        assert_eq!(head("a\nb", 2), "a\nb");
+        assert_eq!(
+            head("a\nb\nc\nd", 2),
+            "a\nb\n... (2 more lines in the guest's results.log)"
+        );
     }
 
     #[test]
