@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use super::{initramfs::MODULE_DIR, report::MARK};
-use crate::cmd;
+use crate::cmd::{self, say};
 
 /// Guest paths of the payload (in `/usr/bin`).
 pub const AGENT: &str = "planet-agent";
@@ -135,7 +135,24 @@ fn serial_file(path: &Path) -> String {
 }
 
 /// Boots the guest and waits until qemu exits or `timeout` passes.
-pub fn boot(vmlinuz: &Path, initrd: &Path, run: &Run, timeout: Duration) -> Result<End> {
+/// Marker lines worth a progress line (a section ended, an error).
+fn progress_lines(results: &str) -> impl Iterator<Item = &str> {
+    results.lines().filter_map(|line| {
+        let marker = line.trim_end_matches('\r').strip_prefix(MARK)?.trim();
+        (marker.starts_with("end ") || marker.starts_with("error ") || marker == "done")
+            .then_some(marker)
+    })
+}
+
+/// Boots the guest and waits until qemu exits or `timeout` passes, printing
+/// each finished section of the result stream as it arrives.
+pub fn boot(
+    label: &str,
+    vmlinuz: &Path,
+    initrd: &Path,
+    run: &Run,
+    timeout: Duration,
+) -> Result<End> {
     for file in [&run.console, &run.results] {
         let _ = fs::remove_file(file);
     }
@@ -150,7 +167,16 @@ pub fn boot(vmlinuz: &Path, initrd: &Path, run: &Run, timeout: Duration) -> Resu
         .spawn()
         .context("could not start qemu-system-x86_64 (package qemu-system-x86)")?;
     let start = Instant::now();
+    let mut shown = 0;
     loop {
+        let results = fs::read(&run.results).unwrap_or_default();
+        let results = String::from_utf8_lossy(&results);
+        // Only whole lines: the last one may still be arriving.
+        let complete = results.rfind('\n').map_or("", |end| &results[..=end]);
+        for line in progress_lines(complete).skip(shown) {
+            say!("guest {label} at {}: {line}", cmd::human(start.elapsed()));
+            shown += 1;
+        }
         if let Some(status) = child.try_wait().context("wait for qemu")? {
             if status.success() {
                 return Ok(End::Exited);
@@ -217,6 +243,20 @@ mod tests {
         assert!(
             line.contains("-kernel /k/vmlinuz -initrd /w/initrd"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn progress_shows_ends_and_errors() {
+        let results = "@@planet-vm begin modes\r\nflow-mode fentry: ok\r\n@@planet-vm end modes rc=0\r\n\
+                       @@planet-vm error failed: insmod /lib/modules/00-veth.ko\n@@planet-vm done\n";
+        assert_eq!(
+            progress_lines(results).collect::<Vec<_>>(),
+            [
+                "end modes rc=0",
+                "error failed: insmod /lib/modules/00-veth.ko",
+                "done"
+            ]
         );
     }
 

@@ -68,7 +68,13 @@ pub fn run(options: &Options) -> Result<()> {
         say!("guest {} ({}): booting", kernel.series(), image.release);
         let guest_start = Instant::now();
         let verdict = match initramfs::build_for_kernel(&base, &image.modules, &dir) {
-            Ok(initrd) => run_guest(&image.vmlinuz, &initrd, &dir, options.timeout),
+            Ok(initrd) => run_guest(
+                kernel.series(),
+                &image.vmlinuz,
+                &initrd,
+                &dir,
+                options.timeout,
+            ),
             Err(e) => Verdict {
                 release: Some(image.release.clone()),
                 cells: Default::default(),
@@ -114,9 +120,9 @@ pub fn run(options: &Options) -> Result<()> {
 }
 
 /// Boots one guest and judges what it reported.
-fn run_guest(vmlinuz: &Path, initrd: &Path, dir: &Path, timeout: Duration) -> Verdict {
+fn run_guest(label: &str, vmlinuz: &Path, initrd: &Path, dir: &Path, timeout: Duration) -> Verdict {
     let files = guest::Run::in_dir(dir);
-    let end = guest::boot(vmlinuz, initrd, &files, timeout);
+    let end = guest::boot(label, vmlinuz, initrd, &files, timeout);
     let results = fs::read(&files.results)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
