@@ -4,6 +4,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    bpf_probe_read_kernel_buf,
 };
 use planet_common::{
     AF_INET, AF_INET6, ClosedFlow, FlowMeta, FlowValue, Origin, Stat, config::sock_common,
@@ -198,6 +199,22 @@ fn read_kernel<T>(base: u64, offset: usize) -> Option<T> {
     }
 }
 
+/// Copies `dst.len()` bytes of the kernel object at `base + offset` into
+/// `dst`, straight into place: no `Option` of an array travels through
+/// registers, which older verifiers (Linux 6.1) reject as reads of
+/// uninitialised registers on paths LLVM knows to be dead.
+#[inline(always)]
+fn read_into(base: u64, offset: usize, dst: &mut [u8]) -> bool {
+    // SAFETY: bpf_probe_read_kernel validates the address and fails cleanly.
+    match unsafe { bpf_probe_read_kernel_buf((base as usize + offset) as *const u8, dst) } {
+        Ok(()) => true,
+        Err(_) => {
+            bump(Stat::ReadErrors, 1);
+            false
+        }
+    }
+}
+
 /// Endpoints of a socket first seen mid-flight, from `struct sock_common`.
 #[inline(always)]
 fn read_sock_meta(sk: u64) -> FlowMeta {
@@ -205,30 +222,23 @@ fn read_sock_meta(sk: u64) -> FlowMeta {
     meta.family = read_kernel::<u16>(sk, sock_common::FAMILY).unwrap_or(0);
     meta.remote_port = u16::from_be(read_kernel::<u16>(sk, sock_common::DPORT).unwrap_or(0));
     meta.local_port = read_kernel::<u16>(sk, sock_common::NUM).unwrap_or(0);
-    if meta.family == AF_INET {
-        if let Some(a) = read_kernel::<[u8; 4]>(sk, sock_common::RCV_SADDR) {
-            meta.local_addr[..4].copy_from_slice(&a);
-        }
-        if let Some(a) = read_kernel::<[u8; 4]>(sk, sock_common::DADDR) {
-            meta.remote_addr[..4].copy_from_slice(&a);
-        }
+    let complete = if meta.family == AF_INET {
+        read_into(sk, sock_common::RCV_SADDR, &mut meta.local_addr[..4])
+            & read_into(sk, sock_common::DADDR, &mut meta.remote_addr[..4])
     } else if meta.family == AF_INET6 {
         let local = layout!(sock_v6_rcv_saddr) as usize;
         let remote = layout!(sock_v6_daddr) as usize;
-        if local == 0 || remote == 0 {
-            meta.flags |= META_ADDR_MISSING;
-        } else {
-            match (
-                read_kernel::<[u8; 16]>(sk, local),
-                read_kernel::<[u8; 16]>(sk, remote),
-            ) {
-                (Some(l), Some(r)) => {
-                    meta.local_addr = l;
-                    meta.remote_addr = r;
-                }
-                _ => meta.flags |= META_ADDR_MISSING,
-            }
-        }
+        local != 0
+            && remote != 0
+            && read_into(sk, local, &mut meta.local_addr)
+            && read_into(sk, remote, &mut meta.remote_addr)
+    } else {
+        true
+    };
+    if !complete {
+        meta.local_addr = [0; 16];
+        meta.remote_addr = [0; 16];
+        meta.flags |= META_ADDR_MISSING;
     }
     meta
 }

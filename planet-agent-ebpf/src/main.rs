@@ -2,8 +2,9 @@
 //!
 //! Every probe mode ends in the same few calls of [`flow`]: `account` for
 //! bytes a process moved, `open` when a connection starts and `close` when
-//! it ends. A mode module (only [`tracepoint`] so far) does nothing but
-//! extract those facts from its hook's arguments.
+//! it ends. A mode module ([`tracepoint`], [`fentry`], [`kprobe`]) does
+//! nothing but extract those facts from its hooks' arguments; every mode
+//! shares the `inet_sock_set_state` lifecycle program of [`tracepoint`].
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
@@ -13,7 +14,9 @@
 )]
 
 mod config;
+mod fentry;
 mod flow;
+mod kprobe;
 mod maps;
 mod tracepoint;
 

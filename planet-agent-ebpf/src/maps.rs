@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use planet_common::{
     FlowMeta, FlowValue, Stat,
-    names::{CLOSED_RING_BYTES, CLOSING_MAX_ENTRIES, FLOWS_MAX_ENTRIES},
+    names::{CALLS_MAX_ENTRIES, CLOSED_RING_BYTES, CLOSING_MAX_ENTRIES, FLOWS_MAX_ENTRIES},
 };
 
 /// Live flows keyed by `struct sock *`. See `planet_common::names::FLOWS_MAP`.
@@ -37,3 +37,25 @@ pub fn bump(stat: Stat, n: u64) {
         unsafe { *slot += n };
     }
 }
+
+/// A TCP send or receive in flight on one thread, between the program that
+/// sees its arguments and the one that sees its result (`kprobe` mode).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ProbeCall {
+    /// `struct sock *` the call works on.
+    pub sk: u64,
+    /// Bytes of this call already counted (`tcp_cleanup_rbuf` reports a
+    /// running total, possibly several times per receive).
+    pub counted: u32,
+    /// 1 for a `MSG_PEEK` receive, whose bytes stay queued and are not counted.
+    pub peek: u32,
+}
+const _: () = assert!(core::mem::size_of::<ProbeCall>() == 16);
+
+/// Calls in flight keyed by `pid_tgid`. See `planet_common::names::CALLS_MAP`.
+/// LRU, so a call whose return was never seen (kretprobe instances ran out)
+/// cannot fill the map.
+#[map]
+pub static PLANET_CALLS: LruHashMap<u64, ProbeCall> =
+    LruHashMap::with_max_entries(CALLS_MAX_ENTRIES, 0);

@@ -7,9 +7,10 @@
 //! (127.77.x.y), so each is a distinct downstream edge and remote IP: the
 //! series count grows with the connection count.
 
+use planet_testkit::load::HeldConnections;
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{TcpListener, TcpStream},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     thread,
@@ -86,23 +87,7 @@ fn run_case(connections: usize, scrape_seconds: u64) -> Row {
     }
     let rss_idle = rss_kib(agent.0.id());
 
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let server_addr = server.local_addr().unwrap();
-    let mut held = Vec::with_capacity(connections * 2);
-    for i in 0..connections {
-        let source = Ipv4Addr::new(127, 77, (i / 250) as u8, (i % 250 + 1) as u8);
-        let client = socket_from(source);
-        let client = connect(client, server_addr);
-        let (mut accepted, _) = server.accept().unwrap();
-        let mut client = client;
-        client.write_all(b"ping").unwrap();
-        let mut buf = [0u8; 4];
-        accepted.read_exact(&mut buf).unwrap();
-        accepted.write_all(b"pong").unwrap();
-        client.read_exact(&mut buf).unwrap();
-        held.push(client);
-        held.push(accepted);
-    }
+    let held = HeldConnections::open(connections).expect("open connections");
     // Two task intervals: every flow drained and merged.
     thread::sleep(Duration::from_secs(5));
     let (_, body) = get(port).unwrap();
@@ -199,48 +184,4 @@ fn main() {
     println!(
         "Targets: RSS ≤ 30 MiB at 10k flows; /metrics p99 ≤ 20 ms at 10k series under {SCRAPERS} scrapers."
     );
-}
-
-fn socket_from(source: Ipv4Addr) -> i32 {
-    // SAFETY: plain socket(2)/bind(2) with a valid sockaddr_in.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let mut addr: libc::sockaddr_in = std::mem::zeroed();
-        addr.sin_family = libc::AF_INET as u16;
-        addr.sin_addr.s_addr = u32::from(source).to_be();
-        assert_eq!(
-            libc::bind(
-                fd,
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_in>() as u32
-            ),
-            0,
-            "bind {source}"
-        );
-        fd
-    }
-}
-
-fn connect(fd: i32, to: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(to) = to else {
-        unreachable!()
-    };
-    // SAFETY: fd is a fresh socket; addr is a valid sockaddr_in; on success
-    // the TcpStream takes ownership of fd.
-    unsafe {
-        let mut addr: libc::sockaddr_in = std::mem::zeroed();
-        addr.sin_family = libc::AF_INET as u16;
-        addr.sin_port = to.port().to_be();
-        addr.sin_addr.s_addr = u32::from(*to.ip()).to_be();
-        assert_eq!(
-            libc::connect(
-                fd,
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_in>() as u32
-            ),
-            0
-        );
-        std::os::fd::FromRawFd::from_raw_fd(fd)
-    }
 }

@@ -16,12 +16,13 @@ use crate::{
     local_addr, metrics,
     snapshot::{ProbeState, Store},
     socket_table::SocketTableTask,
+    traffic_sources::{self, DarkstatSource, EbpfExporterSource, ScrapeTask, scrape::ScrapeClient},
 };
 
 /// Runs the agent until a termination signal.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "Planet agent starting");
-    report_pending_tasks(&cli);
+    crate::privileges::log_missing();
 
     let store = Arc::new(Store::new());
     let registry = metrics::registry(store.clone()).context("metrics registry")?;
@@ -81,6 +82,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         store.update(|s| s.local_ip = local_ip);
     }
 
+    spawn_traffic_sources(&cli, &store, &shutdown, &mut tasks)?;
+
     tasks.spawn(cancel_on_signal(shutdown.clone()));
     let served = http::serve(listener, http::app(registry, store.clone()), {
         let shutdown = shutdown.clone();
@@ -139,18 +142,71 @@ async fn start_flow_task(
     }
 }
 
-/// Tasks whose flags planet-exporter had and that this build does not run yet.
-fn report_pending_tasks(cli: &Cli) {
-    for (enabled, task) in [
-        (cli.task_darkstat_enabled, "darkstat"),
-        (cli.task_ebpf_enabled, "ebpf (external ebpf_exporter)"),
-    ] {
-        if enabled {
-            tracing::warn!(
-                task,
-                "task is not available in this version yet; flag accepted for compatibility"
-            );
+/// The darkstat and ebpf_exporter tasks, and the watcher that logs which
+/// source feeds `planet_traffic_bytes_total`.
+fn spawn_traffic_sources(
+    cli: &Cli,
+    store: &Arc<Store>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let (flow_enabled, interval) = (cli.task_flow_enabled, cli.task_interval);
+    store.update(|s| {
+        let external = Arc::make_mut(&mut s.external);
+        external.flow_enabled = flow_enabled;
+        external.interval = interval;
+    });
+    let client = || {
+        ScrapeClient::new(cli.task_scrape_timeout, cli.task_scrape_max_bytes)
+            .context("scrape client")
+    };
+    if cli.task_darkstat_enabled {
+        let task = ScrapeTask::new(
+            DarkstatSource::new(cli.task_darkstat_addr.clone()),
+            client()?,
+            interval,
+        );
+        tasks.spawn(task.run(store.clone(), shutdown.clone()));
+    }
+    if cli.task_ebpf_enabled {
+        let task = ScrapeTask::new(
+            EbpfExporterSource::new(cli.task_ebpf_addr.clone()),
+            client()?,
+            interval,
+        );
+        tasks.spawn(task.run(store.clone(), shutdown.clone()));
+    }
+    tasks.spawn(log_traffic_source(store.clone(), shutdown.clone()));
+    Ok(())
+}
+
+/// Logs the source of `planet_traffic_bytes_total` at start and on every
+/// change (scrapes compute the same selection from the snapshot).
+async fn log_traffic_source(store: Arc<Store>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut shown = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
         }
+        let snapshot = store.load();
+        let source = traffic_sources::select(&snapshot, std::time::SystemTime::now());
+        if shown == Some(source) {
+            continue;
+        }
+        match shown {
+            None => tracing::info!(
+                source = source.as_str(),
+                "planet_traffic_bytes_total source"
+            ),
+            Some(previous) => tracing::warn!(
+                source = source.as_str(),
+                previous = previous.as_str(),
+                "planet_traffic_bytes_total source changed"
+            ),
+        }
+        shown = Some(source);
     }
 }
 

@@ -39,6 +39,12 @@ pub struct Cli {
           default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub version: bool,
 
+    /// Try every flow probe mode on this kernel, print which attach (and why
+    /// the others cannot), and exit
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub check_flow_modes: bool,
+
     /// Interval between collection of expensive data into memory (Go duration)
     #[arg(long, default_value = "7s", value_parser = parse_interval, value_name = "DURATION")]
     pub task_interval: Duration,
@@ -82,6 +88,14 @@ pub struct Cli {
         value_name = "URL"
     )]
     pub task_ebpf_addr: String,
+
+    /// Time limit for one darkstat or ebpf_exporter scrape, connect to last byte (Go duration)
+    #[arg(long, default_value = "10s", value_parser = parse_interval, value_name = "DURATION")]
+    pub task_scrape_timeout: Duration,
+
+    /// Largest darkstat or ebpf_exporter response accepted, in bytes
+    #[arg(long, default_value_t = crate::traffic_sources::scrape::DEFAULT_MAX_BYTES, value_name = "BYTES")]
+    pub task_scrape_max_bytes: usize,
 
     /// Enable inventory collector task
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
@@ -219,6 +233,8 @@ mod tests {
         assert_eq!(cli.inventory_interval(), Duration::from_secs(175));
         assert_eq!(cli.task_inventory_timeout, Duration::from_secs(10));
         assert_eq!(cli.local_address, None);
+        assert_eq!(cli.task_scrape_timeout, Duration::from_secs(10));
+        assert_eq!(cli.task_scrape_max_bytes, 64 << 20);
     }
 
     #[test]

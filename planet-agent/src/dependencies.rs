@@ -162,6 +162,47 @@ pub fn name(inventory: &Inventory, ip: IpAddr) -> (String, String) {
     }
 }
 
+/// What planet-exporter de-duplicates dependencies on: the peer's names
+/// and the service port. Flow byte counters join dependencies on it too.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerPort {
+    pub remote_hostgroup: String,
+    pub remote_address: String,
+    pub port: u16,
+}
+
+impl PeerPort {
+    /// The key of a connection to `remote` on service `port`.
+    pub fn of(inventory: &Inventory, remote: IpAddr, port: u16) -> Self {
+        let (remote_address, remote_hostgroup) = name(inventory, remote);
+        Self {
+            remote_hostgroup,
+            remote_address,
+            port,
+        }
+    }
+}
+
+impl Dependency {
+    /// This dependency's de-duplication key.
+    pub fn peer_port(&self) -> PeerPort {
+        PeerPort {
+            remote_hostgroup: self.remote_hostgroup.clone(),
+            remote_address: self.remote_address.clone(),
+            port: self.port,
+        }
+    }
+}
+
+/// The address a local socket is shown under: a local `127.0.0.1` is
+/// shown as the host's address (planet-exporter's loopback rewrite).
+pub fn shown_local(ip: IpAddr, host: Option<IpAddr>) -> IpAddr {
+    match (ip, host) {
+        (ip, Some(host)) if ip == LOCALHOST_V4 => host,
+        (ip, _) => ip,
+    }
+}
+
 /// `bind` as planet-exporter formats it: no brackets around IPv6.
 pub fn bind_label(addr: SocketAddr) -> String {
     format!("{}:{}", addr.ip(), addr.port())
@@ -233,12 +274,7 @@ pub fn build(
     let mut seen_up = HashSet::new();
     let mut seen_down = HashSet::new();
     for (local, remote, process, origin) in connections {
-        let local_ip_shown = match (local.ip(), local_ip) {
-            (ip, Some(host)) if ip == LOCALHOST_V4 => host,
-            (ip, _) => ip,
-        };
-        let (local_address, local_hostgroup) = name(inventory, local_ip_shown);
-        let (remote_address, remote_hostgroup) = name(inventory, remote.ip());
+        let (local_address, local_hostgroup) = name(inventory, shown_local(local.ip(), local_ip));
         let downstream = match origin {
             Origin::Accepted => true,
             Origin::Connected => false,
@@ -251,9 +287,19 @@ pub fn build(
                     )
             }
         };
+        let port = if downstream {
+            local.port()
+        } else {
+            remote.port()
+        };
+        let key = PeerPort::of(inventory, remote.ip(), port);
+        let PeerPort {
+            remote_hostgroup,
+            remote_address,
+            ..
+        } = key.clone();
         if downstream {
-            let port = local.port();
-            if !seen_down.insert((remote_hostgroup.clone(), remote_address.clone(), port)) {
+            if !seen_down.insert(key) {
                 continue;
             }
             let process_name = if process.is_empty() {
@@ -271,11 +317,7 @@ pub fn build(
                 process_name,
             });
         } else {
-            if remote_address == "localhost" {
-                continue;
-            }
-            let port = remote.port();
-            if !seen_up.insert((remote_hostgroup.clone(), remote_address.clone(), port)) {
+            if remote_address == "localhost" || !seen_up.insert(key) {
                 continue;
             }
             deps.upstream.push(Dependency {

@@ -1,4 +1,5 @@
-//! The HTTP surface: `/metrics` and a landing page.
+//! The HTTP surface: `/metrics`, and the dependency page with its JSON API
+//! ([`crate::web`]).
 
 use std::{
     future::Future,
@@ -10,21 +11,13 @@ use axum::{
     Router,
     extract::State,
     http::{StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
 use crate::snapshot::Store;
-
-const LANDING: &str = "<!doctype html>
-<html><head><meta charset=\"utf-8\"><title>Planet Exporter</title></head>
-<body><h1>Planet Exporter</h1>
-<p>planet-agent: this host's network dependencies, with bytes per process and peer.</p>
-<p><a href=\"/metrics\">Metrics</a></p>
-</body></html>
-";
 
 /// `/metrics` as last rendered, and the snapshot version it shows.
 ///
@@ -44,17 +37,18 @@ struct Cache {
     rendering: bool,
 }
 
-/// The router. `/metrics` renders the registry; every other path answers
-/// with the landing page, as planet-exporter did.
+/// The router. `/metrics` renders the registry; `/api/v1/dependencies`
+/// serves the snapshot as JSON; every other path answers with the
+/// dependency page, as planet-exporter answered with its landing page.
 pub fn app(registry: Registry, store: Arc<Store>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .fallback(landing)
         .with_state(Arc::new(Exposition {
             registry,
-            store,
+            store: store.clone(),
             cache: StdMutex::new(Cache::default()),
         }))
+        .merge(crate::web::router(store))
 }
 
 impl Exposition {
@@ -101,10 +95,6 @@ async fn metrics(State(exposition): State<Arc<Exposition>>) -> Response {
         Ok(Err(err)) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
-}
-
-async fn landing() -> Html<&'static str> {
-    Html(LANDING)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes
@@ -190,11 +180,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn any_other_path_is_the_landing_page() {
+    async fn any_other_path_is_the_dependency_page() {
         for path in ["/", "/anything", "/metrics/"] {
-            let (status, _, body) = get_path(path).await;
+            let (status, content_type, body) = get_path(path).await;
             assert_eq!(status, StatusCode::OK, "{path}");
+            assert_eq!(content_type, "text/html; charset=utf-8", "{path}");
             assert!(body.contains("<a href=\"/metrics\">"), "{path}: {body}");
+            assert!(body.contains("/assets/app.js"), "{path}: {body}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_api_is_routed() {
+        let (status, content_type, body) = get_path("/api/v1/dependencies").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert!(body.contains("\"schema_version\":1"), "{body}");
     }
 }

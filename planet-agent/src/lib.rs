@@ -11,11 +11,15 @@
 //!
 //! - [`ebpf`]: load the object, measure kernel layouts, attach one probe mode.
 //! - [`flow`]: drain the maps into per-edge cumulative byte counters.
+//! - [`traffic_sources`]: darkstat and ebpf_exporter, for hosts without the flow task.
 //! - [`snapshot`]: the immutable snapshot tasks publish and scrapes read.
 //! - [`metrics`]: render the snapshot as Prometheus families.
-//! - [`http`]: `/metrics` and the landing page.
+//! - [`api`]: the snapshot's dependencies as the `/api/v1/dependencies` document.
+//! - [`web`]: the dependency page (embedded HTML/JS/CSS) and its API route.
+//! - [`http`]: `/metrics` plus [`web`]'s routes.
 //! - [`cli`], [`app`]: flags and wiring.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod dependencies;
@@ -27,8 +31,11 @@ pub mod inventory;
 pub mod local_addr;
 pub mod logging;
 pub mod metrics;
+pub mod privileges;
 pub mod snapshot;
 pub mod socket_table;
+pub mod traffic_sources;
+pub mod web;
 
 /// `err` and its causes on one line: "a: b: c".
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use planet_agent::{app, cli::Cli, logging};
+use planet_agent::{app, cli::Cli, ebpf, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_go_style();
@@ -13,6 +13,10 @@ fn main() -> ExitCode {
         cli.log_disable_colors,
         cli.log_disable_timestamp,
     );
+    if cli.check_flow_modes {
+        check_flow_modes(&cli);
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -29,6 +33,23 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!("{err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `-check-flow-modes`: one line per probe mode, `ok` or the reason it
+/// cannot run on this kernel (the lines `cargo xtask test-vm` reads).
+fn check_flow_modes(cli: &Cli) {
+    let limits = ebpf::MapLimits {
+        flows: cli.task_flow_max_flows,
+    };
+    for mode in ebpf::ProbeMode::ALL {
+        match ebpf::check(mode, limits) {
+            Ok(()) => println!("flow-mode {mode}: ok"),
+            Err(err) => println!(
+                "flow-mode {mode}: unavailable: {}",
+                planet_agent::error_chain(&err)
+            ),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use arc_swap::ArcSwap;
@@ -20,8 +20,9 @@ use arc_swap::ArcSwap;
 use crate::{
     dependencies::{Dependencies, ObservedConnection},
     ebpf::ProbeMode,
-    flow::{Counts, Edge, KernelStats, ProgramStats},
+    flow::{Counts, Edge, KernelStats, ProgramStats, Rates},
     inventory::{Inventory, InventoryStatus},
+    traffic_sources::ExternalTraffic,
 };
 
 /// Result of the most recent flow drain.
@@ -43,6 +44,11 @@ pub struct FlowReport {
     pub vanished_total: u64,
     /// Live connections at the last drain, for the dependency merge.
     pub observed: Vec<ObservedConnection>,
+    /// When this drain ran; `None` before the first one.
+    pub drained_at: Option<Instant>,
+    /// Bytes per second of each edge since the previous drain; `None`
+    /// until two drains have run.
+    pub rates: Option<Rates>,
 }
 
 /// State of the in-process eBPF programs.
@@ -84,6 +90,8 @@ pub struct Snapshot {
     pub dependencies: Arc<Dependencies>,
     /// This host's address (routing table or `-local-address`).
     pub local_ip: Option<IpAddr>,
+    /// darkstat and ebpf_exporter numbers, and what picks the traffic source.
+    pub external: Arc<ExternalTraffic>,
 }
 
 /// Holder of the current snapshot.

@@ -5,6 +5,12 @@
 //!
 //! Needs root (eBPF and network namespaces) and fails, never skips, without it.
 //! Tests take turns: each starts its own agent, and only one runs at a time.
+//!
+//! `PLANET_TEST_FLOW_MODE` (tracepoint, fentry, kprobe) runs the suite in one
+//! probe mode, and fails if the agent cannot attach in it; the default is
+//! whatever `auto` picks. `PLANET_AGENT_BIN` and `PLANET_TRAFFIC_BIN` point
+//! at the binaries where the build paths do not exist (the qemu guests of
+//! `cargo xtask test-vm`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -17,7 +23,10 @@ use planet_testkit::prom::{self, Sample};
 use planet_testkit::report::{ClientReport, ServerReport};
 use planet_testkit::traffic::{self, ClientOpts, RecvMode, SendMode, ServerOpts};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_planet-agent");
+/// The agent binary: `$PLANET_AGENT_BIN`, else the one cargo built.
+fn agent_binary() -> String {
+    std::env::var("PLANET_AGENT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_planet-agent").into())
+}
 const TASK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the counters may take to show the traffic.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -40,11 +49,30 @@ fn start_agent() -> AgentProcess {
     if let Err(err) = planet_testkit::require_root() {
         panic!("flow accuracy tests cannot run: {err:#}");
     }
-    let agent = AgentProcess::start(AGENT, "1s", &["-task-socketstat-enabled=false"])
-        .unwrap_or_else(|err| panic!("start planet-agent: {err:#}"));
+    let mode = std::env::var("PLANET_TEST_FLOW_MODE").ok();
+    let mode_flag = format!("-task-flow-mode={}", mode.as_deref().unwrap_or("auto"));
+    let agent = AgentProcess::start(
+        agent_binary(),
+        "1s",
+        &["-task-socketstat-enabled=false", &mode_flag],
+    )
+    .unwrap_or_else(|err| panic!("start planet-agent: {err:#}"));
     let attached = |s: &[Sample]| prom::value(s, "planet_flow_programs_attached", &[]) == Some(1.0);
     if let Err(err) = agent.wait_for(attached, Duration::from_secs(30)) {
-        panic!("planet_flow_programs_attached never became 1: {err:#}");
+        panic!(
+            "planet_flow_programs_attached never became 1 ({mode_flag}): {err:#}\n{}",
+            agent.logs()
+        );
+    }
+    if let Some(mode) = mode {
+        let samples = agent
+            .scrape()
+            .unwrap_or_else(|err| panic!("scrape: {err:#}"));
+        assert_eq!(
+            prom::value(&samples, "planet_flow_mode", &[("mode", &mode)]),
+            Some(1.0),
+            "the agent did not attach in mode {mode}"
+        );
     }
     agent
 }

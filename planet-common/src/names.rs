@@ -12,6 +12,11 @@ pub const CLOSING_MAP: &str = "PLANET_CLOSING";
 pub const CLOSING_MAX_ENTRIES: u32 = 16_384;
 /// Per-CPU event counters indexed by [`crate::Stat`].
 pub const STATS_MAP: &str = "PLANET_STATS";
+/// Calls in flight, for the probe modes that see a call's arguments and
+/// its result in separate programs: `LruHashMap<u64 /* pid_tgid */, ProbeCall>`.
+pub const CALLS_MAP: &str = "PLANET_CALLS";
+/// Capacity of [`CALLS_MAP`]: threads inside a TCP send or receive at once.
+pub const CALLS_MAX_ENTRIES: u32 = 16_384;
 /// Global holding the [`crate::ProbeConfig`] the loader computed for the running kernel.
 pub const CONFIG_GLOBAL: &str = "PLANET_CONFIG";
 
@@ -32,4 +37,36 @@ pub mod tracepoint {
     pub const STATE: &str = "planet_tp_state";
     /// `tcp:tcp_destroy_sock`: the socket is freed (optional).
     pub const DESTROY: &str = "planet_tp_destroy";
+}
+
+/// Programs of the `fentry` probe mode (fexit: arguments and return value
+/// in one program; BTF trampolines).
+pub mod fentry {
+    /// fexit `tcp_sendmsg`: bytes queued, from the return value.
+    pub const SEND: &str = "planet_fx_send";
+    /// fexit `tcp_sendpage` (before Linux 6.5: `sendfile`, `splice`).
+    pub const SENDPAGE: &str = "planet_fx_sendpage";
+    /// fexit `tcp_recvmsg(sk, msg, len, flags)` (current kernels).
+    pub const RECV4: &str = "planet_fx_recv4";
+    /// fexit `tcp_recvmsg(sk, msg, len, flags, addr_len)` (Linux 5.19+).
+    pub const RECV5: &str = "planet_fx_recv5";
+    /// fexit `tcp_recvmsg(sk, msg, len, nonblock, flags, addr_len)` (before 5.19).
+    pub const RECV6: &str = "planet_fx_recv6";
+}
+
+/// Programs of the `kprobe` probe mode.
+pub mod kprobe {
+    /// kprobe on `tcp_sendmsg` and `tcp_sendpage`: remembers the socket.
+    pub const SEND_ENTRY: &str = "planet_kp_send";
+    /// kretprobe on the same: counts the bytes the call returned.
+    pub const SEND_RETURN: &str = "planet_krp_send";
+    /// kprobe on `tcp_recvmsg(sk, msg, len, flags, ...)`: remembers the
+    /// socket and `MSG_PEEK`.
+    pub const RECV_ENTRY: &str = "planet_kp_recv";
+    /// The same for `tcp_recvmsg(sk, msg, len, nonblock, flags, addr_len)`.
+    pub const RECV_ENTRY_NONBLOCK_ARG: &str = "planet_kp_recv_nb";
+    /// kprobe on `tcp_cleanup_rbuf(sk, copied)`: counts what `copied` grew by.
+    pub const CLEANUP_RBUF: &str = "planet_kp_rbuf";
+    /// kretprobe on `tcp_recvmsg`: forgets the call.
+    pub const RECV_RETURN: &str = "planet_krp_recv";
 }

@@ -12,12 +12,13 @@ use tracing::{error, info, warn};
 
 use crate::{
     bigquery::{self, BqJob, Tables},
-    cli::{BigqueryArgs, Cli, Command, EdgesArgs},
+    cli::{BigqueryArgs, Cli, Command, EdgesArgs, MapArgs},
     edges, error_chain,
     history::{self, History},
     http,
     influx::{InfluxClient, Writer, WriterConfig, line, write::HealthError},
     jobs::{self, Context, Queries},
+    map,
     metrics::Metrics,
     prom::{HttpProm, PromError},
     promql::{ExclusionError, Exclusions, Windows},
@@ -46,6 +47,14 @@ pub enum AppError {
     Edges(#[from] edges::EdgesError),
     #[error(transparent)]
     Bigquery(#[from] bigquery::BqError),
+    #[error(transparent)]
+    Map(#[from] map::MapError),
+    #[error("cannot write {path}")]
+    Output {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs what the command line asks for until `shutdown` resolves.
@@ -56,6 +65,7 @@ pub async fn run(
     match &cli.command {
         None => federate(&cli, shutdown).await,
         Some(Command::Edges(args)) => edges_command(&cli, args).await,
+        Some(Command::Map(args)) => map_command(&cli, args).await,
         Some(Command::Bigquery(args)) => bigquery_command(&cli, args, shutdown).await,
     }
 }
@@ -102,7 +112,7 @@ async fn federate(
                 .await
                 .map_err(|source| AppError::Listen { addr, source })?;
             info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics");
-            let app = http::app(Arc::clone(&metrics));
+            let app = http::app(Arc::clone(&metrics), Some(influx.clone()));
             let stopped = stop.clone();
             Some(tokio::spawn(http::serve(listener, app, async move {
                 stopped.cancelled().await;
@@ -286,6 +296,24 @@ async fn edges_command(cli: &Cli, args: &EdgesArgs) -> Result<(), AppError> {
         .map_err(AppError::Influx)?;
     let out = edges::run(&influx, args, Timestamp::now()).await?;
     print!("{out}");
+    Ok(())
+}
+
+async fn map_command(cli: &Cli, args: &MapArgs) -> Result<(), AppError> {
+    let influx = InfluxClient::connect(&cli.influx.config(Duration::from_secs(60)))
+        .await
+        .map_err(AppError::Influx)?;
+    let out = map::run(&influx, args, Timestamp::now()).await?;
+    match &args.output {
+        Some(path) if path.as_os_str() != "-" => {
+            std::fs::write(path, out).map_err(|source| AppError::Output {
+                path: path.clone(),
+                source,
+            })?;
+            info!(path = %path.display(), format = %args.format, "map written");
+        }
+        _ => print!("{out}"),
+    }
     Ok(())
 }
 

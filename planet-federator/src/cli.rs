@@ -48,6 +48,9 @@ pub enum Command {
     /// Print the service dependency list and what appeared or disappeared
     /// in a time window, from the stored history (table or JSON)
     Edges(EdgesArgs),
+    /// Render the service dependency map of a time window from the stored
+    /// history and traffic: SVG for people, DOT, Mermaid or JSON for tools
+    Map(MapArgs),
     /// Write the hourly traffic and daily dependency aggregations as
     /// newline-delimited JSON plus BigQuery schema files, for `bq load`
     /// (replaces planet-federator-influxdb-to-bq)
@@ -254,6 +257,42 @@ pub struct EdgesArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct MapArgs {
+    /// Window start: a duration before --until (24h, 7d, 90m) or a time (RFC 3339)
+    #[arg(long, default_value = "24h", value_name = "WHEN")]
+    pub since: String,
+
+    /// Window end: "now" or a time (RFC 3339)
+    #[arg(long, default_value = "now", value_name = "WHEN")]
+    pub until: String,
+
+    /// A dependency unseen for this long before --until is drawn as gone (dashed)
+    #[arg(long, default_value = "15m", value_parser = parse_positive, value_name = "DURATION")]
+    pub stale_after: Duration,
+
+    /// Only this service and its neighbourhood (see --depth)
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
+
+    /// With --service: how many dependency hops around it, either direction
+    #[arg(long, default_value_t = 1, value_name = "HOPS")]
+    pub depth: usize,
+
+    /// Only dependencies carrying at least this many bits/s on average
+    /// (suffixes k, M, G: 500k, 1.5M); those without traffic data count as 0
+    #[arg(long, value_parser = parse_bandwidth, value_name = "BPS")]
+    pub min_bandwidth: Option<f64>,
+
+    /// Output format: svg, dot, mermaid or json
+    #[arg(long, default_value = "svg", value_parser = ["svg", "dot", "mermaid", "json"], value_name = "FORMAT")]
+    pub format: String,
+
+    /// Write to this file instead of standard output
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct BigqueryArgs {
     /// Traffic job schedule (hourly at HH:00:30, local time)
     #[arg(long, default_value = "30 0 * * * *", value_parser = parse_schedule, value_name = "CRON")]
@@ -329,6 +368,23 @@ fn parse_positive(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+/// Bits per second: a number with an optional k, M or G (powers of 1000).
+pub fn parse_bandwidth(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_end_matches("bps").trim_end_matches("bit/s");
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('M') => (&t[..t.len() - 1], 1e6),
+        Some('G') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v * mult),
+        _ => Err(format!(
+            "{s:?} is not a bandwidth (bits/s, e.g. 250000, 500k, 1.5M)"
+        )),
+    }
 }
 
 fn parse_listen(s: &str) -> Result<Listen, String> {
@@ -553,6 +609,41 @@ mod tests {
         assert_eq!(b.bq_traffic_table_id, "planet_exporter_traffic");
         assert_eq!(b.once.as_deref(), Some("traffic"));
         assert_eq!(cli.influx.influxdb_database.as_deref(), Some("mothership"));
+    }
+
+    #[test]
+    fn map_flags() {
+        let cli = parse(&[
+            "map",
+            "-service",
+            "web",
+            "-depth",
+            "2",
+            "-min-bandwidth",
+            "1.5M",
+            "-format",
+            "mermaid",
+            "-since",
+            "1h",
+        ]);
+        let Some(Command::Map(m)) = cli.command else {
+            panic!("map")
+        };
+        assert_eq!(m.service.as_deref(), Some("web"));
+        assert_eq!(m.depth, 2);
+        assert_eq!(m.min_bandwidth, Some(1_500_000.0));
+        assert_eq!(m.format, "mermaid");
+        assert_eq!(parse_bandwidth("500k"), Ok(500_000.0));
+        assert_eq!(parse_bandwidth("1200"), Ok(1200.0));
+        assert!(parse_bandwidth("-1").is_err() && parse_bandwidth("fast").is_err());
+        let defaults = parse(&["map"]);
+        let Some(Command::Map(m)) = defaults.command else {
+            panic!("map")
+        };
+        assert_eq!(
+            (m.format.as_str(), m.depth, m.since.as_str()),
+            ("svg", 1, "24h")
+        );
     }
 
     #[test]

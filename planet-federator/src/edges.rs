@@ -35,21 +35,25 @@ fn parse_span(s: &str) -> Option<SignedDuration> {
     }
 }
 
-/// Resolves `--since`/`--until` into the window.
-pub fn window(args: &EdgesArgs, now: Timestamp) -> Result<(Timestamp, Timestamp), EdgesError> {
-    let until = if args.until == "now" {
+/// Resolves `--since`/`--until` (also `map`'s) into the window.
+pub fn window(
+    since: &str,
+    until: &str,
+    now: Timestamp,
+) -> Result<(Timestamp, Timestamp), EdgesError> {
+    let until = if until == "now" {
         now
     } else {
-        args.until.parse().map_err(|_| EdgesError::When {
+        until.parse().map_err(|_| EdgesError::When {
             flag: "until",
-            value: args.until.clone(),
+            value: until.to_owned(),
         })?
     };
-    let since = match parse_span(&args.since) {
+    let since = match parse_span(since) {
         Some(span) => until.checked_sub(span.abs()).unwrap_or(Timestamp::MIN),
-        None => args.since.parse().map_err(|_| EdgesError::When {
+        None => since.parse().map_err(|_| EdgesError::When {
             flag: "since",
-            value: args.since.clone(),
+            value: since.to_owned(),
         })?,
     };
     if since > until {
@@ -64,7 +68,7 @@ pub async fn run(
     args: &EdgesArgs,
     now: Timestamp,
 ) -> Result<String, EdgesError> {
-    let (since, until) = window(args, now)?;
+    let (since, until) = window(&args.since, &args.until, now)?;
     let edges = history::load(influx, args.service.as_deref())
         .await
         .map_err(EdgesError::Query)?;
@@ -78,32 +82,20 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-
-    fn args(since: &str, until: &str) -> EdgesArgs {
-        EdgesArgs {
-            since: since.into(),
-            until: until.into(),
-            stale_after: Duration::from_secs(900),
-            service: None,
-            format: "table".into(),
-        }
-    }
 
     #[test]
     fn windows() {
         let now: Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
-        let (s, u) = window(&args("7d", "now"), now).unwrap();
+        let (s, u) = window("7d", "now", now).unwrap();
         assert_eq!(u, now);
         assert_eq!(s, "2026-11-18T12:00:00Z".parse::<Timestamp>().unwrap());
-        let (s, _) = window(&args("90m", "now"), now).unwrap();
+        let (s, _) = window("90m", "now", now).unwrap();
         assert_eq!(s, "2026-11-25T10:30:00Z".parse::<Timestamp>().unwrap());
-        let (s, u) = window(&args("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"), now).unwrap();
+        let (s, u) = window("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", now).unwrap();
         assert_eq!(s, "2026-11-01T00:00:00Z".parse::<Timestamp>().unwrap());
         assert_eq!(u, "2026-11-02T00:00:00Z".parse::<Timestamp>().unwrap());
-        assert!(window(&args("yesterday", "now"), now).is_err());
-        assert!(window(&args("2026-12-01T00:00:00Z", "now"), now).is_err());
+        assert!(window("yesterday", "now", now).is_err());
+        assert!(window("2026-12-01T00:00:00Z", "now", now).is_err());
     }
 }

@@ -18,6 +18,7 @@ pub mod http;
 pub mod influx;
 pub mod jobs;
 pub mod logging;
+pub mod map;
 pub mod metrics;
 pub mod prom;
 pub mod promql;

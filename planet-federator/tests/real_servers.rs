@@ -2,7 +2,9 @@
 //! planet-agent every second, the federator binary runs its jobs on a cron
 //! schedule into InfluxDB 1.6.7, and the rows are read back with InfluxQL
 //! (the README's dashboard queries included). Then the outage test: InfluxDB
-//! stopped while a job runs loses nothing within the buffer bound.
+//! stopped while a job runs loses nothing within the buffer bound. The
+//! fleet map is drawn from what a federated fleet of fake agents left in
+//! InfluxDB. `tests/real_agent.rs` does the same with a real planet-agent.
 
 pub mod common;
 
@@ -228,6 +230,45 @@ async fn federates_agent_metrics_from_real_prometheus_into_real_influxdb() {
         own.contains("planet_federator_job_duration_seconds_bucket"),
         "{own}"
     );
+    // The fleet map page, from what the first runs stored.
+    let page = reqwest::get(format!(
+        "http://127.0.0.1:{metrics_port}/map?since=1h&format=json"
+    ))
+    .await
+    .expect("federator /map");
+    assert_eq!(page.status(), 200);
+    let page: Value = page.json().await.unwrap();
+    let pairs: Vec<(&str, &str)> = page["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["from"].as_str().unwrap(), d["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(pairs, [("lb", "web"), ("web", "db")], "{page}");
+    let svg = reqwest::get(format!("http://127.0.0.1:{metrics_port}/map"))
+        .await
+        .unwrap();
+    assert_eq!(
+        svg.headers()["content-type"],
+        "image/svg+xml; charset=utf-8"
+    );
+    assert!(
+        svg.text()
+            .await
+            .unwrap()
+            .contains(r#"data-from="web" data-to="db""#)
+    );
+    for bad in [
+        "min_bandwidth=fast",
+        "service=nope",
+        "since=yesterday",
+        "format=png",
+    ] {
+        let r = reqwest::get(format!("http://127.0.0.1:{metrics_port}/map?{bad}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
 
     // SIGTERM: pending writes are flushed and it exits 0.
     let pid = child.id().to_string();
@@ -720,4 +761,323 @@ async fn startup_fails_clearly_when_influxdb_is_unreachable_or_database_missing(
     ]);
     assert!(!ok);
     assert!(err.contains("database \"nope\" does not exist"), "{err}");
+}
+
+/// A call: `(callee, port, egress B/s, ingress B/s)`.
+type Call = (&'static str, &'static str, f64, f64);
+
+/// A fleet of fake agents, one per service: `(service, calls)`. The callee's agent reports
+/// the same dependency as a downstream, so both views meet in one link.
+const FLEET: &[(&str, &[Call])] = &[
+    (
+        "lb",
+        &[
+            ("web", "443", 250_000.0, 2_000_000.0),
+            ("static", "80", 5_000.0, 400_000.0),
+        ],
+    ),
+    (
+        "web",
+        &[
+            ("api", "8080", 60_000.0, 500_000.0),
+            ("cache", "6379", 20_000.0, 90_000.0),
+            ("search", "9200", 4_000.0, 30_000.0),
+        ],
+    ),
+    (
+        "api",
+        &[
+            ("db", "5432", 40_000.0, 300_000.0),
+            ("queue", "5672", 25_000.0, 1_000.0),
+            ("auth", "8443", 2_000.0, 3_000.0),
+        ],
+    ),
+    ("auth", &[("db", "5432", 1_000.0, 6_000.0)]),
+    (
+        "worker",
+        &[
+            ("queue", "5672", 1_000.0, 25_000.0),
+            ("db", "5432", 30_000.0, 10_000.0),
+            ("storage", "9000", 700_000.0, 1_000.0),
+        ],
+    ),
+    ("search", &[("storage", "9000", 2_000.0, 150_000.0)]),
+    ("db", &[]),
+    ("cache", &[]),
+    ("queue", &[]),
+    ("static", &[]),
+    ("storage", &[]),
+];
+
+fn fleet_agent_series(service: &str) -> Vec<Series> {
+    let domain = |s: &str| format!("{s}-1.example");
+    let ip = |s: &str| {
+        let i = FLEET.iter().position(|(n, _)| *n == s).unwrap();
+        format!("10.20.0.{}", i + 1)
+    };
+    let mut out = Vec::new();
+    let (_, calls) = FLEET.iter().find(|(n, _)| *n == service).unwrap();
+    for &(callee, port, egress, ingress) in *calls {
+        for (direction, rate) in [("egress", egress), ("ingress", ingress)] {
+            out.push(Series::new(
+                "planet_traffic_bytes_total",
+                &[
+                    ("direction", direction),
+                    ("local_hostgroup", service),
+                    ("local_domain", &domain(service)),
+                    ("remote_ip", &ip(callee)),
+                    ("remote_hostgroup", callee),
+                    ("remote_domain", &domain(callee)),
+                ],
+                1_000_000.0,
+                rate,
+            ));
+        }
+        out.push(Series::new(
+            "planet_upstream",
+            &[
+                ("local_hostgroup", service),
+                ("remote_hostgroup", callee),
+                ("local_address", &domain(service)),
+                ("remote_address", &domain(callee)),
+                ("port", port),
+                ("protocol", "tcp"),
+                ("process_name", service),
+            ],
+            1.0,
+            0.0,
+        ));
+    }
+    // Downstreams: the callers of this service, as its agent sees them.
+    for (caller, calls) in FLEET {
+        for &(callee, port, _, _) in *calls {
+            if callee == service {
+                out.push(Series::new(
+                    "planet_downstream",
+                    &[
+                        ("local_hostgroup", service),
+                        ("remote_hostgroup", caller),
+                        ("local_address", &domain(service)),
+                        ("remote_address", &domain(caller)),
+                        ("port", port),
+                        ("protocol", "tcp"),
+                        ("process_name", callee),
+                    ],
+                    1.0,
+                    0.0,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Where test artifacts go: `<target dir>/test-artifacts/`.
+fn artifacts_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // <target>/<profile>/deps/<test binary>
+    let dir = exe.ancestors().nth(3).unwrap().join("test-artifacts");
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Renders an SVG to PNG with librsvg's `rsvg-convert` (Debian
+/// `librsvg2-bin`); fails the test if it is missing or the SVG is invalid.
+fn svg_to_png(svg: &std::path::Path, png: &std::path::Path) {
+    let tool = common::require("/usr/bin/rsvg-convert", "librsvg2-bin");
+    let out = Command::new(tool)
+        .args(["--background-color", "white", "--zoom", "1.5", "-o"])
+        .arg(png)
+        .arg(svg)
+        .output()
+        .expect("run rsvg-convert");
+    assert!(
+        out.status.success(),
+        "rsvg-convert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = fs::read(png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_map_from_federated_history() {
+    let mut agents = Vec::new();
+    for (service, _) in FLEET {
+        agents.push(FakeAgent::start(fleet_agent_series(service)).await);
+    }
+    let addrs: Vec<_> = agents.iter().map(|a| a.addr).collect();
+    let prometheus = Prometheus::start(&addrs, "1s");
+    let influx = Influxd::start();
+    influx.create_database(DB).await;
+    prometheus
+        .wait_for(
+            "count(count_over_time(planet_traffic_bytes_total[30s] offset 3s) >= 3) >= 12",
+            Duration::from_secs(30),
+        )
+        .await;
+    let (prom_url, influx_url) = (prometheus.url(), influx.url());
+    let (ok, _, err) = run_cli(&[
+        "-prometheus-addr",
+        &prom_url,
+        "-influxdb-addr",
+        &influx_url,
+        "-influxdb-bucket",
+        DB,
+        "-query-lag",
+        "2s",
+        "-listen-address",
+        "",
+        "-once",
+        "-log-disable-colors",
+    ]);
+    assert!(ok, "{err}");
+
+    let links: Vec<(&str, &str, &str, f64)> = FLEET
+        .iter()
+        .flat_map(|(caller, calls)| {
+            calls
+                .iter()
+                .map(move |&(callee, port, e, i)| (*caller, callee, port, 8.0 * (e + i)))
+        })
+        .collect();
+    let map = |extra: &[&str]| {
+        let mut args = vec![
+            "map",
+            "-influxdb-addr",
+            &influx_url,
+            "-influxdb-bucket",
+            DB,
+            "-since",
+            "1h",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = run_cli(&args);
+        assert!(ok, "map {extra:?}: {err}");
+        out
+    };
+
+    // SVG: every service a node, every dependency an edge with its port
+    // and the bandwidth of the traffic generated.
+    let artifacts = artifacts_dir();
+    let svg_path = artifacts.join("fleet-map.svg");
+    map(&["-format", "svg", "-o", svg_path.to_str().unwrap()]);
+    let svg = fs::read_to_string(&svg_path).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the map is well-formed XML");
+    let class_is = |n: &roxmltree::Node<'_, '_>, c: &str| {
+        n.attribute("class")
+            .is_some_and(|v| v.split(' ').next() == Some(c))
+    };
+    let nodes: std::collections::BTreeSet<&str> = doc
+        .descendants()
+        .filter(|n| class_is(n, "node"))
+        .map(|n| {
+            assert!(n.children().any(|c| c.has_tag_name("rect")));
+            let text = n
+                .children()
+                .find(|c| c.has_tag_name("text"))
+                .and_then(|t| t.text());
+            assert_eq!(text, n.attribute("data-service"));
+            n.attribute("data-service").unwrap()
+        })
+        .collect();
+    let services: std::collections::BTreeSet<&str> = FLEET.iter().map(|(s, _)| *s).collect();
+    assert_eq!(nodes, services);
+    let edges: BTreeMap<(&str, &str), roxmltree::Node<'_, '_>> = doc
+        .descendants()
+        .filter(|n| class_is(n, "edge"))
+        .map(|n| {
+            (
+                (
+                    n.attribute("data-from").unwrap(),
+                    n.attribute("data-to").unwrap(),
+                ),
+                n,
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges.len(),
+        links.len(),
+        "{:?}",
+        edges.keys().collect::<Vec<_>>()
+    );
+    for &(from, to, port, bps) in &links {
+        let e = edges
+            .get(&(from, to))
+            .unwrap_or_else(|| panic!("no edge {from} -> {to}"));
+        assert_eq!(e.attribute("class"), Some("edge"), "{from} -> {to} active");
+        assert_eq!(
+            e.attribute("data-ports"),
+            Some(format!("{port}/tcp").as_str())
+        );
+        let drawn: f64 = e.attribute("data-bandwidth-bps").unwrap().parse().unwrap();
+        assert!(
+            (drawn - bps).abs() / bps < 0.1,
+            "{from} -> {to}: {drawn} vs {bps}"
+        );
+        let path = e.children().find(|c| c.has_tag_name("path")).unwrap();
+        assert!(path.attribute("d").unwrap().starts_with('M'));
+    }
+    svg_to_png(&svg_path, &artifacts.join("fleet-map.png"));
+    eprintln!("fleet map: {}", artifacts.join("fleet-map.png").display());
+
+    // JSON, DOT and Mermaid carry the same graph.
+    let json: Value = serde_json::from_str(&map(&["-format", "json"])).unwrap();
+    assert_eq!(json["services"].as_array().unwrap().len(), services.len());
+    assert_eq!(json["dependencies"].as_array().unwrap().len(), links.len());
+    let dot = map(&["-format", "dot"]);
+    let mermaid = map(&["-format", "mermaid"]);
+    for &(from, to, _, _) in &links {
+        assert!(dot.contains(&format!("\"{from}\" -> \"{to}\" [")), "{dot}");
+    }
+    assert_eq!(
+        mermaid.matches(" --> ").count() + mermaid.matches("-->|").count(),
+        links.len(),
+        "{mermaid}"
+    );
+
+    // Filters: api's neighbourhood; only the links above 1 Mbit/s.
+    let near: Value = serde_json::from_str(&map(&["-format", "json", "-service", "api"])).unwrap();
+    let near_services: Vec<&str> = near["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(near_services, ["api", "auth", "db", "queue", "web"]);
+    let big: Value =
+        serde_json::from_str(&map(&["-format", "json", "-min-bandwidth", "1M"])).unwrap();
+    let mut big_links: Vec<(String, String)> = big["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["from"].as_str().unwrap().to_owned(),
+                d["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    big_links.sort();
+    let mut expected: Vec<(String, String)> = links
+        .iter()
+        .filter(|l| l.3 >= 1_000_000.0)
+        .map(|l| (l.0.to_owned(), l.1.to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(big_links, expected);
+    let (ok, _, err) = run_cli(&[
+        "map",
+        "-influxdb-addr",
+        &influx_url,
+        "-influxdb-bucket",
+        DB,
+        "-service",
+        "nope",
+    ]);
+    assert!(
+        !ok && err.contains("service \"nope\" has no dependencies"),
+        "{err}"
+    );
 }

@@ -18,6 +18,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The `planet-agent` binary for tests outside the planet-agent package:
+/// `$PLANET_AGENT_BIN`, or `cargo build -p planet-agent` into the running
+/// test's target dir (see [`crate::cargo_bin`]). Built without
+/// `AYA_BUILD_SKIP` it carries the real eBPF programs.
+pub fn binary() -> anyhow::Result<PathBuf> {
+    crate::cargo_bin::binary("planet-agent", "planet-agent", "PLANET_AGENT_BIN")
+}
+
 /// A running agent; see the module docs.
 #[derive(Debug)]
 pub struct AgentProcess {
@@ -36,13 +44,23 @@ impl AgentProcess {
         task_interval: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
-        let binary = binary.as_ref();
+        Self::start_command(Command::new(binary.as_ref()), task_interval, extra_args)
+    }
+
+    /// Like [`AgentProcess::start`], for an agent started by `command`: the
+    /// binary itself, or a wrapper such as `setpriv ... -- <binary>`. The
+    /// flags are appended to its arguments.
+    pub fn start_command(
+        mut command: Command,
+        task_interval: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let log_path = util::unique_temp_path("planet-agent-log", "txt");
         let log = File::create(&log_path)
             .with_context(|| format!("create agent log {}", log_path.display()))?;
-        let child = Command::new(binary)
+        let child = command
             .arg("-listen-address")
             .arg(addr.to_string())
             .args(["-task-interval", task_interval])
@@ -51,7 +69,7 @@ impl AgentProcess {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("spawn agent {}", binary.display()))?;
+            .with_context(|| format!("spawn agent {command:?}"))?;
         let agent = Self {
             pid: child.id(),
             child: Mutex::new(child),

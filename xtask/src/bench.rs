@@ -71,6 +71,8 @@ pub struct Options {
     pub rounds: usize,
     pub seconds: u64,
     pub bpf_stats: bool,
+    /// The CPU every workload runs on, or `None` to let the scheduler choose.
+    pub cpu: Option<usize>,
 }
 
 /// Rates of one workload, one entry per round.
@@ -148,7 +150,7 @@ fn measure(
     let run_all = || -> Result<Vec<f64>> {
         WORKLOADS
             .iter()
-            .map(|w| workload(traffic, w, options.seconds))
+            .map(|w| workload(traffic, w, options))
             .collect()
     };
     if mode == Mode::Detached {
@@ -176,13 +178,16 @@ fn measure(
 }
 
 /// Runs `planet-traffic <subcommand> --seconds S ...` and reads its JSON line.
-fn workload(traffic: &Path, workload: &Workload, seconds: u64) -> Result<f64> {
-    let stdout = cmd::output(
-        cmd::new(traffic)
-            .arg(workload.subcommand)
-            .args(["--seconds", &seconds.to_string()])
-            .args(workload.extra_args),
-    )?;
+fn workload(traffic: &Path, workload: &Workload, options: &Options) -> Result<f64> {
+    let mut command = cmd::new(traffic);
+    command
+        .arg(workload.subcommand)
+        .args(["--seconds", &options.seconds.to_string()])
+        .args(workload.extra_args);
+    if let Some(cpu) = options.cpu {
+        command.args(["--cpu", &cpu.to_string()]);
+    }
+    let stdout = cmd::output(&mut command)?;
     parse_rate(&stdout, workload)
 }
 
@@ -266,10 +271,15 @@ fn report(samples: &[Samples], orders: &[[Mode; 2]], options: &Options) -> Strin
     let _ = writeln!(
         out,
         "Kernel {}, {cpus} CPUs; {} rounds, {} s per workload run, order alternating (ABBA); \
-         {BPF_STATS_SYSCTL}={} during attached runs. Agent: `planet-agent -listen-address {LISTEN} {}`.\n",
+         workload {}; {BPF_STATS_SYSCTL}={} during attached runs. \
+         Agent: `planet-agent -listen-address {LISTEN} {}`.\n",
         kernel.trim(),
         options.rounds,
         options.seconds,
+        options.cpu.map_or_else(
+            || "threads placed by the scheduler".to_owned(),
+            |c| format!("pinned to CPU {c}")
+        ),
         u8::from(options.bpf_stats),
         AGENT_ARGS.join(" "),
     );
@@ -369,6 +379,7 @@ mod tests {
             rounds: 2,
             seconds: 1,
             bpf_stats: true,
+            cpu: Some(1),
         };
         let text = report(&samples, &orders, &options);
         assert!(

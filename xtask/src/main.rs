@@ -6,6 +6,9 @@
 mod agent;
 mod bench;
 mod cmd;
+mod darkstat;
+mod deploy;
+mod dist;
 mod run;
 mod setup;
 mod test;
@@ -56,8 +59,22 @@ enum Task {
         )]
         args: Vec<OsString>,
     },
+    /// Release tarballs of the agent and the federator, and their checksums.
+    ///
+    /// target/dist/planet-agent_v<version>_linux_<arch>.tar.gz (binary, systemd
+    /// unit, README), planet-federator likewise, and
+    /// planet_v<version>_sha256sums.txt.
+    Dist {
+        /// Pack the debug binaries instead of building release ones.
+        #[arg(long)]
+        debug: bool,
+    },
     /// Set up, then run every test suite (as root) and print a summary table.
-    Test,
+    Test {
+        /// Run only the steps whose name contains this text (e.g. `ansible`).
+        #[arg(long, value_name = "TEXT")]
+        only: Option<String>,
+    },
     /// The flow accuracy suite in every probe mode on Debian kernels under qemu.
     ///
     /// Fetches Debian's cloud kernel images through a private apt
@@ -88,6 +105,12 @@ enum Task {
         /// Leave kernel.bpf_stats_enabled alone during attached runs.
         #[arg(long)]
         no_bpf_stats: bool,
+        /// CPU both ends of each workload run on (see planet-traffic --cpu).
+        #[arg(long, default_value_t = 1, conflicts_with = "no_pin")]
+        cpu: usize,
+        /// Let the scheduler place the workload's threads.
+        #[arg(long)]
+        no_pin: bool,
     },
 }
 
@@ -127,7 +150,19 @@ fn main() -> ExitCode {
             run::build(profile).map(drop)
         }
         Task::Run { args } => run::run(&args),
-        Task::Test => test::run(),
+        Task::Dist { debug } => {
+            let profile = if debug {
+                run::Profile::Debug
+            } else {
+                run::Profile::Release
+            };
+            dist::run(profile).map(|artifacts| {
+                for path in artifacts.tarballs.iter().chain([&artifacts.checksums]) {
+                    println!("{}", path.display());
+                }
+            })
+        }
+        Task::Test { only } => test::run(only.as_deref()),
         Task::TestVm {
             kernel,
             timeout_minutes,
@@ -141,10 +176,13 @@ fn main() -> ExitCode {
             rounds,
             seconds,
             no_bpf_stats,
+            cpu,
+            no_pin,
         } => bench::run(&bench::Options {
             rounds,
             seconds,
             bpf_stats: !no_bpf_stats,
+            cpu: (!no_pin).then_some(cpu),
         }),
     };
     match result {

@@ -20,6 +20,14 @@ pub const APT_PACKAGES: &[&str] = &[
     "util-linux",
     "curl",
     "ca-certificates",
+    // darkstat 3.0.719 for the fallback traffic source tests, and what
+    // building 3.0.721 from source needs (see `darkstat.rs`).
+    "darkstat",
+    "autoconf",
+    "make",
+    "gcc",
+    "libpcap-dev",
+    "zlib1g-dev",
     // Real servers for planet-federator's integration tests.
     "prometheus",
     "influxdb",
@@ -30,6 +38,22 @@ pub const APT_PACKAGES: &[&str] = &[
     "cpio",
     "binutils",
     "xz-utils",
+    // Headless browser for the agent page test (planet-agent/tests/page.rs).
+    "chromium",
+    // rsvg-convert: the fleet map test renders its SVG to PNG.
+    "librsvg2-bin",
+    "fonts-dejavu-core",
+    // `systemd-analyze verify` of the units in setup/systemd (offline).
+    "systemd",
+];
+
+/// PyPI tools of the deployment checks, installed into [`python_venv`].
+pub const PYTHON_REQUIREMENTS: &[&str] = &[
+    // ansible-playbook: syntax check and a local run of setup/ansible.
+    "ansible-core==2.19.14",
+    // Kubernetes schemas bundled in the package (no cluster, no download);
+    // its jsonschema also checks the in-repo Prometheus Operator schema.
+    "kubernetes-validate==1.37.0",
 ];
 
 /// The bpf-linker release the eBPF build uses.
@@ -43,6 +67,8 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     cargo_fuzz()?;
     apt_packages()?;
+    crate::darkstat::ensure()?;
+    python_tools()?;
     tracefs();
     say!("setup: done in {}", cmd::human(start.elapsed()));
     Ok(())
@@ -392,6 +418,41 @@ fn apt_packages() -> Result<()> {
 fn dpkg_installed(package: &str) -> bool {
     cmd::output(cmd::new("dpkg-query").args(["-W", "-f=${Status}", package]))
         .is_ok_and(|status| status.trim() == "install ok installed")
+}
+
+/// The virtualenv holding [`PYTHON_REQUIREMENTS`]; its `bin/` has the tools.
+pub fn python_venv() -> PathBuf {
+    cmd::cache_dir().join("venv")
+}
+
+/// Creates the virtualenv and installs [`PYTHON_REQUIREMENTS`] into it,
+/// unless a stamp says this exact list is already installed.
+fn python_tools() -> Result<()> {
+    let venv = python_venv();
+    let stamp_path = cmd::cache_dir().join("venv.stamp");
+    let expected = PYTHON_REQUIREMENTS.join("\n");
+    let python = venv.join("bin").join("python3");
+    if python.exists() && fs::read_to_string(&stamp_path).is_ok_and(|s| s == expected) {
+        return Ok(());
+    }
+    if !python.exists() {
+        say!("creating the Python virtualenv {}", venv.display());
+        cmd::run(cmd::new("python3").args(["-m", "venv"]).arg(&venv))
+            .context("python3 -m venv (install python3 and its venv module)")?;
+    }
+    say!("installing Python tools: {}", PYTHON_REQUIREMENTS.join(" "));
+    cmd::run(
+        cmd::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYTHON_REQUIREMENTS),
+    )?;
+    fs::write(&stamp_path, expected).with_context(|| format!("write {}", stamp_path.display()))
 }
 
 /// Mounts tracefs when it is missing (the agent also tries; needs root).

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use crate::{
     agent::{self, Agent},
     cmd::{self, say},
-    setup, vm,
+    deploy, setup, vm,
 };
 
 /// One suite. Add new suites to [`steps`].
@@ -37,16 +37,35 @@ fn steps() -> Vec<Step> {
             run: fuzz_inventory,
         },
         Step {
+            name: "systemd-analyze verify (setup/systemd)",
+            run: deploy::systemd_verify,
+        },
+        Step {
+            name: "promtool: alert rules, rule tests, scrape config (setup/prometheus)",
+            run: deploy::promtool,
+        },
+        Step {
+            name: "kubernetes manifests against schemas (setup/kubernetes)",
+            run: deploy::kubernetes_validate,
+        },
+        Step {
+            name: "ansible: syntax check, local install from dist tarballs, idempotent re-run",
+            run: deploy::ansible,
+        },
+        Step {
             name: "test-vm: accuracy per probe mode on 5.10, 6.1, 6.12 (qemu)",
             run: test_vm,
         },
     ]
 }
 
-pub fn run() -> Result<()> {
+pub fn run(only: Option<&str>) -> Result<()> {
     setup::run()?;
     let mut results = Vec::new();
-    for step in steps() {
+    let selected = steps()
+        .into_iter()
+        .filter(|step| only.is_none_or(|text| step.name.contains(text)));
+    for step in selected {
         say!("step: {}", step.name);
         let start = Instant::now();
         let outcome = (step.run)();
@@ -62,6 +81,9 @@ pub fn run() -> Result<()> {
     for (name, outcome, duration) in &results {
         let result = if outcome.is_ok() { "pass" } else { "FAIL" };
         println!("| {name} | {result} | {} |", cmd::human(*duration));
+    }
+    if results.is_empty() {
+        bail!("no step matches {only:?}");
     }
     let failed: Vec<&str> = results
         .iter()
@@ -102,12 +124,18 @@ fn cargo_test() -> Result<()> {
         // Compile as the invoking user so target/ stays theirs; only the run is root's.
         cmd::run(cmd::cargo().arg("test").args(HOST_TARGETS).arg("--no-run"))?;
     }
+    // The federator's real-agent test runs the agent binary this same
+    // `cargo test` builds (for planet-agent's own tests) before any test
+    // runs; without this it would build its own copy with planet-agent's
+    // features alone.
+    let agent = cmd::target_dir()?.join("debug").join("planet-agent");
     // --no-fail-fast: run every test binary and report all failures at once.
     cmd::run(
         cmd::as_root("cargo")
             .arg("test")
             .args(HOST_TARGETS)
             .arg("--no-fail-fast")
+            .env("PLANET_AGENT_BIN", agent)
             .current_dir(cmd::workspace_root()),
     )
 }

@@ -15,6 +15,14 @@ use thiserror::Error;
 pub enum LayoutError {
     #[error("tracefs is not mounted (looked in /sys/kernel/tracing and /sys/kernel/debug/tracing)")]
     NoTracefs,
+    #[error(
+        "tracefs at {path} cannot be read; the agent needs CAP_DAC_READ_SEARCH (or tracefs mounted with a gid the agent has)"
+    )]
+    TracefsDenied {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("tracepoint {event} does not exist on this kernel")]
     MissingEvent {
         event: String,
@@ -29,6 +37,13 @@ pub enum LayoutError {
         field: &'static str,
         size: usize,
         expected: usize,
+    },
+    #[error("the kernel's BTF has no function {0}")]
+    MissingFunction(&'static str),
+    #[error("{function} has an unknown signature on this kernel: ({found})")]
+    Signature {
+        function: &'static str,
+        found: String,
     },
     #[error("malformed format line in {event}: {line:?}")]
     Malformed { event: String, line: String },
@@ -114,20 +129,30 @@ impl TracepointFormat {
 /// The tracefs mount, mounting it at the standard place if nothing is mounted.
 pub fn tracefs_root() -> Result<PathBuf, LayoutError> {
     const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
-    if let Some(found) = CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|p| p.join("events").is_dir())
-    {
-        return Ok(found.to_path_buf());
+    if let Some(found) = find_tracefs(&CANDIDATES)? {
+        return Ok(found);
     }
     mount_tracefs(Path::new(CANDIDATES[0]));
-    CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|p| p.join("events").is_dir())
-        .map(Path::to_path_buf)
-        .ok_or(LayoutError::NoTracefs)
+    find_tracefs(&CANDIDATES)?.ok_or(LayoutError::NoTracefs)
+}
+
+/// The first candidate with an `events` directory. A mount point the agent
+/// may not enter (tracefs is mode 0700 by default) is an error of its own,
+/// not "not mounted".
+fn find_tracefs(candidates: &[&str]) -> Result<Option<PathBuf>, LayoutError> {
+    for candidate in candidates.iter().map(Path::new) {
+        match fs::metadata(candidate.join("events")) {
+            Ok(meta) if meta.is_dir() => return Ok(Some(candidate.to_path_buf())),
+            Err(source) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(LayoutError::TracefsDenied {
+                    path: candidate.to_path_buf(),
+                    source,
+                });
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    Ok(None)
 }
 
 fn mount_tracefs(at: &Path) {
@@ -227,34 +252,159 @@ pub fn destroy_tracepoint(
     Ok(())
 }
 
-/// IPv6 address offsets inside `struct sock_common`, from the kernel's BTF.
-///
-/// Returns `None` (and the programs then leave IPv6 addresses of sockets
-/// that predate them to user space) when the kernel has no BTF or the
-/// members are missing (a kernel without IPv6).
-pub fn sock_v6_offsets(btf_path: &Path) -> Option<(u16, u16)> {
-    let btf = btf_rs::Btf::from_file(btf_path).ok()?;
-    let types = btf.resolve_types_by_name("sock_common").ok()?;
-    let btf_rs::Type::Struct(sock_common) = types
-        .into_iter()
-        .find(|t| matches!(t, btf_rs::Type::Struct(_)))?
-    else {
-        return None;
-    };
-    let mut daddr = None;
-    let mut rcv_saddr = None;
-    for member in &sock_common.members {
-        let Ok(name) = btf.resolve_name(member) else {
-            continue;
+/// The running kernel's BTF, parsed once per probe-mode attempt.
+pub struct KernelBtf {
+    btf: btf_rs::Btf,
+}
+
+impl KernelBtf {
+    /// `None` when the kernel has no BTF; callers fall back or say why.
+    pub fn open(path: &Path) -> Option<Self> {
+        btf_rs::Btf::from_file(path).ok().map(|btf| Self { btf })
+    }
+
+    /// IPv6 address offsets inside `struct sock_common`.
+    ///
+    /// `None` (the programs then leave IPv6 addresses of sockets that
+    /// predate them to user space) when the members are missing (a kernel
+    /// without IPv6).
+    pub fn sock_v6_offsets(&self) -> Option<(u16, u16)> {
+        let btf = &self.btf;
+        let types = btf.resolve_types_by_name("sock_common").ok()?;
+        let btf_rs::Type::Struct(sock_common) = types
+            .into_iter()
+            .find(|t| matches!(t, btf_rs::Type::Struct(_)))?
+        else {
+            return None;
         };
-        let bytes = u16::try_from(member.bit_offset() / 8).ok();
-        match name.as_str() {
-            "skc_v6_daddr" => daddr = bytes,
-            "skc_v6_rcv_saddr" => rcv_saddr = bytes,
-            _ => {}
+        let mut daddr = None;
+        let mut rcv_saddr = None;
+        for member in &sock_common.members {
+            let Ok(name) = btf.resolve_name(member) else {
+                continue;
+            };
+            let bytes = u16::try_from(member.bit_offset() / 8).ok();
+            match name.as_str() {
+                "skc_v6_daddr" => daddr = bytes,
+                "skc_v6_rcv_saddr" => rcv_saddr = bytes,
+                _ => {}
+            }
+        }
+        Some((daddr?, rcv_saddr?))
+    }
+
+    /// Parameter names of the kernel function `name`, in order.
+    pub fn parameters(&self, name: &str) -> Option<Vec<String>> {
+        let btf = &self.btf;
+        let func = btf
+            .resolve_types_by_name(name)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                btf_rs::Type::Func(func) => Some(func),
+                _ => None,
+            })?;
+        let btf_rs::Type::FuncProto(proto) = btf.resolve_chained_type(&func).ok()? else {
+            return None;
+        };
+        proto
+            .parameters
+            .iter()
+            .map(|p| btf.resolve_name(p).ok())
+            .collect()
+    }
+
+    /// Whether the kernel has a function `name` (it may still be inlined
+    /// away; BTF lists only functions with a symbol).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.parameters(name).is_some()
+    }
+
+    /// Which `tcp_recvmsg` the kernel has.
+    pub fn recv_signature(&self) -> Result<RecvSignature, LayoutError> {
+        let params = self
+            .parameters("tcp_recvmsg")
+            .ok_or(LayoutError::MissingFunction("tcp_recvmsg"))?;
+        RecvSignature::from_parameters(&params)
+    }
+}
+
+/// The signatures `tcp_recvmsg` has had, by parameter count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvSignature {
+    /// `(sk, msg, len, nonblock, flags, addr_len)`: before Linux 5.19.
+    Nonblock6,
+    /// `(sk, msg, len, flags, addr_len)`: Linux 5.19 until `addr_len` went.
+    Flags5,
+    /// `(sk, msg, len, flags)`: current kernels.
+    Flags4,
+}
+
+impl RecvSignature {
+    /// Matches parameter names against the signatures the programs know.
+    pub fn from_parameters(params: &[String]) -> Result<Self, LayoutError> {
+        let names: Vec<&str> = params.iter().map(String::as_str).collect();
+        match names.as_slice() {
+            ["sk", "msg", "len", "nonblock", "flags", "addr_len"] => Ok(Self::Nonblock6),
+            ["sk", "msg", "len", "flags", "addr_len"] => Ok(Self::Flags5),
+            ["sk", "msg", "len", "flags"] => Ok(Self::Flags4),
+            _ => Err(LayoutError::Signature {
+                function: "tcp_recvmsg",
+                found: names.join(", "),
+            }),
         }
     }
-    Some((daddr?, rcv_saddr?))
+
+    /// Index of `flags`.
+    pub fn flags_arg(self) -> u16 {
+        match self {
+            Self::Nonblock6 => 4,
+            Self::Flags5 | Self::Flags4 => 3,
+        }
+    }
+}
+
+/// `major.minor` of the running kernel, for the facts BTF cannot give
+/// when the kernel has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KernelVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl KernelVersion {
+    /// Parses a release such as `6.1.0-27-cloud-amd64`.
+    pub fn parse(release: &str) -> Option<Self> {
+        let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(Self { major, minor })
+    }
+
+    pub fn running() -> Option<Self> {
+        Self::parse(&fs::read_to_string("/proc/sys/kernel/osrelease").ok()?)
+    }
+
+    /// Linux 5.19 dropped `tcp_recvmsg`'s `nonblock` parameter. (Whether
+    /// `addr_len` follows `flags` does not matter to register reads.)
+    pub fn recv_flags_arg(self) -> u16 {
+        if self
+            < (Self {
+                major: 5,
+                minor: 19,
+            })
+        {
+            4
+        } else {
+            3
+        }
+    }
+
+    /// Linux 6.5 removed `tcp_sendpage`; `sendfile` and `splice` then go
+    /// through `tcp_sendmsg` with `MSG_SPLICE_PAGES`.
+    pub fn has_tcp_sendpage(self) -> bool {
+        self < (Self { major: 6, minor: 5 })
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +439,41 @@ print fmt: \"sk address = %p\", REC->sk
 \tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;
 \tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;
 ";
+
+    #[test]
+    fn knows_every_recvmsg_signature() {
+        let sig = |s: &str| {
+            RecvSignature::from_parameters(&s.split(' ').map(String::from).collect::<Vec<_>>())
+        };
+        let flags5 = sig("sk msg len flags addr_len").unwrap();
+        assert_eq!((flags5, flags5.flags_arg()), (RecvSignature::Flags5, 3));
+        let nonblock6 = sig("sk msg len nonblock flags addr_len").unwrap();
+        assert_eq!(
+            (nonblock6, nonblock6.flags_arg()),
+            (RecvSignature::Nonblock6, 4)
+        );
+        assert_eq!(sig("sk msg len flags").unwrap(), RecvSignature::Flags4);
+        let err = sig("sk msg flags").unwrap_err();
+        assert!(err.to_string().contains("(sk, msg, flags)"), "{err}");
+    }
+
+    #[test]
+    fn kernel_versions_decide_what_btf_cannot() {
+        let v = |s| KernelVersion::parse(s).unwrap();
+        assert_eq!(
+            v("5.10.0-33-cloud-amd64"),
+            KernelVersion {
+                major: 5,
+                minor: 10
+            }
+        );
+        assert_eq!(v("6.18.0\n").minor, 18);
+        assert!(KernelVersion::parse("garbage").is_none());
+        assert_eq!(v("5.10.0").recv_flags_arg(), 4);
+        assert_eq!(v("5.19.1").recv_flags_arg(), 3);
+        assert!(v("6.1.0-27-amd64").has_tcp_sendpage());
+        assert!(!v("6.12.9").has_tcp_sendpage());
+    }
 
     #[test]
     fn parses_length_tracepoints() {
@@ -361,13 +546,17 @@ print fmt: \"sk address = %p\", REC->sk
     fn reads_this_kernels_btf_when_present() {
         let path = Path::new("/sys/kernel/btf/vmlinux");
         if !path.exists() {
-            eprintln!("no BTF on this kernel: sock_v6_offsets returns None");
-            assert_eq!(sock_v6_offsets(path), None);
+            eprintln!("no BTF on this kernel: KernelBtf::open returns None");
+            assert!(KernelBtf::open(path).is_none());
             return;
         }
-        let (daddr, rcv_saddr) = sock_v6_offsets(path).expect("sock_common in BTF");
+        let btf = KernelBtf::open(path).expect("readable BTF");
+        let (daddr, rcv_saddr) = btf.sock_v6_offsets().expect("sock_common in BTF");
         // Past the stable 20-byte prefix, 16 bytes apart, in that order.
         assert!(daddr >= 20, "{daddr}");
         assert_eq!(rcv_saddr, daddr + 16);
+        // Whatever this kernel's tcp_recvmsg looks like, it is a known one.
+        btf.recv_signature().expect("a known tcp_recvmsg signature");
+        assert!(btf.has_function("tcp_sendmsg"));
     }
 }

@@ -6,7 +6,7 @@ pub mod layout;
 pub mod probe;
 
 use aya::{Ebpf, EbpfLoader};
-use planet_common::{ProbeConfig, names};
+use planet_common::names;
 use thiserror::Error;
 
 pub use probe::{ModeRequest, ProbeMode};
@@ -18,8 +18,10 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pl
 pub enum LoadError {
     #[error("this binary was built without eBPF programs (AYA_BUILD_SKIP)")]
     NoObject,
-    #[error("probe mode {0} is not part of this build")]
-    ModeNotBuilt(ProbeMode),
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error("cannot read the kernel's BTF")]
+    Btf(#[source] Box<aya::BtfError>),
     #[error(transparent)]
     Layout(#[from] layout::LayoutError),
     #[error("loading the eBPF object failed")]
@@ -104,18 +106,29 @@ pub fn load(request: ModeRequest, limits: MapLimits) -> Result<Loaded, LoadError
     Err(LoadError::NoMode(summary))
 }
 
+/// Loads and attaches the programs of `mode` alone, then detaches them:
+/// whether `mode` works on this kernel, and if not, why.
+pub fn check(mode: ProbeMode, limits: MapLimits) -> Result<(), LoadError> {
+    if OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    raise_memlock_limit();
+    let result = load_mode(mode, limits).map(drop);
+    release_freed_memory();
+    result
+}
+
 fn load_mode(mode: ProbeMode, limits: MapLimits) -> Result<Ebpf, LoadError> {
-    let mut config = ProbeConfig::UNSET;
-    probe::prepare(mode, &mut config)?;
+    let plan = probe::prepare(mode)?;
     // The programs read only offsets measured above: no CO-RE relocation
     // needs the kernel's BTF, so aya is spared parsing it again.
     let mut ebpf = EbpfLoader::new()
         .btf(None)
-        .override_global(names::CONFIG_GLOBAL, &config, true)
+        .override_global(names::CONFIG_GLOBAL, &plan.config, true)
         .map_max_entries(names::FLOWS_MAP, limits.flows)
         .load(OBJECT)
         .map_err(LoadError::Object)?;
-    probe::attach(mode, &config, &mut ebpf)?;
+    probe::attach(mode, &plan, &mut ebpf)?;
     Ok(ebpf)
 }
 

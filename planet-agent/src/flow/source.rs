@@ -148,7 +148,13 @@ fn enable_run_time_stats() -> Option<std::os::fd::OwnedFd> {
     match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
         Ok(fd) => Some(fd),
         Err(err) => {
-            tracing::info!(error = %err, "kernel BPF run-time statistics unavailable");
+            // Without CAP_SYS_ADMIN the run counts still come when the
+            // sysctl kernel.bpf_stats_enabled is 1.
+            tracing::info!(
+                error = %err,
+                "cannot enable kernel BPF run-time statistics (needs CAP_SYS_ADMIN); \
+                 program run counts and times stay 0 unless kernel.bpf_stats_enabled=1"
+            );
             None
         }
     }

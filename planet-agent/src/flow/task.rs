@@ -11,7 +11,7 @@ use planet_common::Origin;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::{KernelFlows, Ledger, ledger, record::Flow};
+use super::{KernelFlows, Ledger, ledger, rate, record::Flow};
 use crate::{
     dependencies::{self, ClosedLog, DEFAULT_RETENTION, ObservedConnection, RecentlyClosed},
     snapshot::{FlowReport, Store},
@@ -103,6 +103,15 @@ impl FlowTask {
             .drain(closed, live, |port| listening.contains(&port));
         self.vanished_total += stats.vanished as u64;
         let edges = self.ledger.edges();
+        let drained_at = Instant::now();
+        let previous = self.store.load().flows.clone();
+        let rates = previous.drained_at.and_then(|at| {
+            rate::between(
+                &previous.edges,
+                &edges,
+                drained_at.saturating_duration_since(at),
+            )
+        });
         let report = Arc::new(FlowReport {
             traffic: ledger::traffic_by_remote(&edges),
             edges,
@@ -112,6 +121,8 @@ impl FlowTask {
             capacity: self.source.capacity,
             vanished_total: self.vanished_total,
             observed: live_now,
+            drained_at: Some(drained_at),
+            rates,
         });
         let deps = match &self.closed_log {
             Some(log) => {

@@ -1,5 +1,6 @@
 //! Fetching the inventory body from an HTTP(S) URL or a local file, within
-//! a time limit and a size limit.
+//! a time limit and a size limit. The darkstat and ebpf_exporter scrapes
+//! (`traffic_sources::scrape`) use the same [`fetch`].
 
 use std::{
     fmt,
@@ -130,13 +131,13 @@ pub enum FetchError {
         status: StatusCode,
     },
     /// The body, declared or received, passed the size limit.
-    #[error("inventory body is larger than the limit of {limit} bytes")]
+    #[error("body is larger than the limit of {limit} bytes")]
     TooLarge {
         /// The limit in bytes.
         limit: usize,
     },
     /// The fetch did not complete within the timeout.
-    #[error("no complete inventory within {0:?}")]
+    #[error("no complete response within {0:?}")]
     Timeout(Duration),
     /// Reading a local inventory file failed.
     #[error("cannot read {path}")]

@@ -1,17 +1,13 @@
 //! Byte families of the flow task, named by the inventory, and the flow
 //! task's own health.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use prometheus::proto::MetricFamily;
 
 use super::family::{Family, Spec, single};
 use crate::{
-    dependencies::name,
+    dependencies::{name, shown_local},
     flow::{Counts, Direction},
     snapshot::{ProbeState, Snapshot},
 };
@@ -122,15 +118,13 @@ type EdgeLabels = (String, String, String, String, u16, Arc<str>);
 
 /// The byte families. Edges whose addresses the inventory maps to the same
 /// names are summed, so a renamed peer never yields duplicate series.
-pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
+/// `planet_traffic_bytes_total` only when the flow task is its source.
+pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut Vec<MetricFamily>) {
     let report = &snapshot.flows;
     let mut by_labels: [HashMap<EdgeLabels, Counts>; 2] = Default::default();
     for edge in &report.edges {
         let key = &edge.key;
-        let local = match (key.local, snapshot.local_ip) {
-            (IpAddr::V4(ip), Some(host)) if ip == Ipv4Addr::LOCALHOST => host,
-            (ip, _) => ip,
-        };
+        let local = shown_local(key.local, snapshot.local_ip);
         let (local_address, local_hostgroup) = name(&snapshot.inventory, local);
         let (remote_address, remote_hostgroup) = name(&snapshot.inventory, key.remote);
         let slot = match key.direction {
@@ -171,7 +165,12 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     let (local_hostgroup, local_domain) =
         local.map_or(("", ""), |h| (h.hostgroup.as_str(), h.domain.as_str()));
     let mut traffic = Family::new(&TRAFFIC);
-    for (remote, bytes) in &report.traffic {
+    let traffic_rows = if traffic_source {
+        &report.traffic[..]
+    } else {
+        &[]
+    };
+    for (remote, bytes) in traffic_rows {
         let host = snapshot.inventory.lookup(*remote);
         let (remote_hostgroup, remote_domain) =
             host.map_or(("", ""), |h| (h.hostgroup.as_str(), h.domain.as_str()));

@@ -10,8 +10,12 @@ mod agent;
 mod dependencies;
 mod family;
 mod flows;
+mod traffic_sources;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use prometheus::{
     Registry,
@@ -20,6 +24,8 @@ use prometheus::{
 };
 
 use crate::snapshot::{Snapshot, Store};
+
+pub use dependencies::hostname;
 
 /// The Collector behind `/metrics`.
 pub struct SnapshotCollector {
@@ -33,6 +39,7 @@ impl SnapshotCollector {
             .iter()
             .chain(&dependencies::SPECS)
             .chain(&agent::SPECS)
+            .chain(&traffic_sources::SPECS)
             .chain([&&dependencies::HOSTNAME])
             .map(|spec| spec.desc())
             .collect::<Result<_, _>>()?;
@@ -93,7 +100,13 @@ pub fn render(snapshot: &Snapshot) -> Vec<MetricFamily> {
 
     let started = Instant::now();
     dependencies::render(snapshot, &mut out);
-    flows::render(snapshot, &mut out);
+    let source = crate::traffic_sources::select(snapshot, SystemTime::now());
+    flows::render(
+        snapshot,
+        source == crate::traffic_sources::Source::Flow,
+        &mut out,
+    );
+    traffic_sources::render(snapshot, source, &mut out);
     let network = ("network_dependency", started.elapsed(), true);
 
     agent::render(snapshot, &mut out);

@@ -6,7 +6,6 @@
 //! directory of the running test executable (a no-op when it is up to date),
 //! because another package's tests cannot name this package's binaries.
 
-mod binary;
 mod child;
 
 use std::net::SocketAddr;
@@ -15,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-pub use self::binary::binary;
 use self::child::TrafficChild;
 use crate::netns::TestNet;
 use crate::report::{BulkReport, ClientReport, Listening, RrReport, ServerReport};
@@ -119,6 +117,12 @@ impl ClientOpts {
             read_reply: false,
         }
     }
+}
+
+/// The `planet-traffic` binary: `$PLANET_TRAFFIC_BIN`, or built by cargo
+/// (see [`crate::cargo_bin`]).
+pub fn binary() -> anyhow::Result<std::path::PathBuf> {
+    crate::cargo_bin::binary("planet-testkit", "planet-traffic", "PLANET_TRAFFIC_BIN")
 }
 
 fn traffic_command(net: Option<&TestNet>) -> anyhow::Result<Command> {

@@ -26,6 +26,11 @@ pub struct RrArgs {
     /// Process name (comm) to set, at most 15 bytes.
     #[arg(long, default_value = "planet-bench")]
     comm: String,
+    /// Run both ends on this CPU only. Two threads ping-ponging across
+    /// CPUs pay for wake-ups and idle states that vary from run to run;
+    /// on one CPU each hand-off is a plain context switch.
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +44,11 @@ pub struct BulkArgs {
     /// Process name (comm) to set, at most 15 bytes.
     #[arg(long, default_value = "planet-bench")]
     comm: String,
+    /// Run both ends on this CPU only. Two threads ping-ponging across
+    /// CPUs pay for wake-ups and idle states that vary from run to run;
+    /// on one CPU each hand-off is a plain context switch.
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 fn duration(seconds: f64) -> anyhow::Result<Duration> {
@@ -57,6 +67,9 @@ fn join<T>(handle: thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
 pub fn run_rr(args: &RrArgs) -> anyhow::Result<()> {
     let run_for = duration(args.seconds)?;
     sys::set_comm(&args.comm)?;
+    if let Some(cpu) = args.cpu {
+        sys::pin_to_cpu(cpu)?;
+    }
     let listener =
         TcpListener::bind(args.addr).with_context(|| format!("listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
@@ -100,6 +113,9 @@ pub fn run_rr(args: &RrArgs) -> anyhow::Result<()> {
 pub fn run_bulk(args: &BulkArgs) -> anyhow::Result<()> {
     let run_for = duration(args.seconds)?;
     sys::set_comm(&args.comm)?;
+    if let Some(cpu) = args.cpu {
+        sys::pin_to_cpu(cpu)?;
+    }
     let listener =
         TcpListener::bind(args.addr).with_context(|| format!("listen on {}", args.addr))?;
     let addr = listener.local_addr()?;

@@ -114,3 +114,19 @@ pub fn set_sndbuf(fd: RawFd, bytes: i32) -> io::Result<()> {
 pub fn is_would_block(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::WouldBlock
 }
+
+/// Restricts this process (and the threads it starts later) to `cpu`.
+pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write within it and
+    // sched_setaffinity reads exactly size_of::<cpu_set_t>() bytes.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error()).with_context(|| format!("pin to CPU {cpu}"));
+    }
+    Ok(())
+}
