@@ -12,6 +12,7 @@ mod dist;
 mod run;
 mod setup;
 mod test;
+mod vm;
 
 use std::{ffi::OsString, process::ExitCode};
 
@@ -74,6 +75,21 @@ enum Task {
         #[arg(long, value_name = "TEXT")]
         only: Option<String>,
     },
+    /// The flow accuracy suite in every probe mode on Debian kernels under qemu.
+    ///
+    /// Fetches Debian's cloud kernel images through a private apt
+    /// configuration (cached), builds an initramfs with the agent and the
+    /// suite, boots each kernel under qemu (TCG), and prints a kernel × mode
+    /// table of exact / inexact / unavailable. Fails if any available mode is
+    /// inexact or any guest does not finish.
+    TestVm {
+        /// Which kernel to boot.
+        #[arg(long, value_enum, default_value_t = KernelChoice::All)]
+        kernel: KernelChoice,
+        /// Minutes each guest may take from boot to power-off.
+        #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT_MINUTES)]
+        timeout_minutes: u64,
+    },
     /// Probe overhead: workload rates with the agent detached vs attached.
     ///
     /// Builds the release agent and planet-traffic, then alternates detached
@@ -96,6 +112,29 @@ enum Task {
         #[arg(long)]
         no_pin: bool,
     },
+}
+
+/// `--kernel` of `test-vm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum KernelChoice {
+    #[value(name = "5.10")]
+    V5_10,
+    #[value(name = "6.1")]
+    V6_1,
+    #[value(name = "6.12")]
+    V6_12,
+    All,
+}
+
+impl KernelChoice {
+    fn kernels(self) -> Vec<vm::Kernel> {
+        match self {
+            Self::V5_10 => vec![vm::Kernel::V5_10],
+            Self::V6_1 => vec![vm::Kernel::V6_1],
+            Self::V6_12 => vec![vm::Kernel::V6_12],
+            Self::All => vm::Kernel::ALL.to_vec(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -124,6 +163,15 @@ fn main() -> ExitCode {
             })
         }
         Task::Test { only } => test::run(only.as_deref()),
+        Task::TestVm {
+            kernel,
+            timeout_minutes,
+        } => setup::run().and_then(|()| {
+            vm::run(&vm::Options {
+                kernels: kernel.kernels(),
+                timeout: std::time::Duration::from_secs(timeout_minutes * 60),
+            })
+        }),
         Task::BenchOverhead {
             rounds,
             seconds,
@@ -155,6 +203,21 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_vm_kernels() {
+        let cli = Cli::parse_from(["xtask", "test-vm", "--kernel", "6.1"]);
+        let Task::TestVm { kernel, .. } = cli.task else {
+            panic!("not test-vm: {cli:?}");
+        };
+        assert_eq!(kernel.kernels(), [vm::Kernel::V6_1]);
+        let cli = Cli::parse_from(["xtask", "test-vm"]);
+        let Task::TestVm { kernel, .. } = cli.task else {
+            panic!("not test-vm: {cli:?}");
+        };
+        assert_eq!(kernel.kernels(), vm::Kernel::ALL);
+        assert!(Cli::try_parse_from(["xtask", "test-vm", "--kernel", "4.19"]).is_err());
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "influxdb",
     "influxdb-client",
+    // `cargo xtask test-vm`: qemu guests with a busybox initramfs.
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "binutils",
+    "xz-utils",
     // Headless browser for the agent page test (planet-agent/tests/page.rs).
     "chromium",
     // rsvg-convert: the fleet map test renders its SVG to PNG.

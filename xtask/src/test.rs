@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use crate::{
     agent::{self, Agent},
     cmd::{self, say},
-    deploy, setup,
+    deploy, setup, vm,
 };
 
 /// One suite. Add new suites to [`steps`].
@@ -51,6 +51,10 @@ fn steps() -> Vec<Step> {
         Step {
             name: "ansible: syntax check, local install from dist tarballs, idempotent re-run",
             run: deploy::ansible,
+        },
+        Step {
+            name: "test-vm: accuracy per probe mode on 5.10, 6.1, 6.12 (qemu)",
+            run: test_vm,
         },
     ]
 }
@@ -134,6 +138,14 @@ fn cargo_test() -> Result<()> {
             .env("PLANET_AGENT_BIN", agent)
             .current_dir(cmd::workspace_root()),
     )
+}
+
+/// The accuracy suite in every probe mode on the three Debian guest kernels.
+fn test_vm() -> Result<()> {
+    vm::run(&vm::Options {
+        kernels: vm::Kernel::ALL.to_vec(),
+        timeout: Duration::from_secs(vm::DEFAULT_TIMEOUT_MINUTES * 60),
+    })
 }
 
 /// Seconds each fuzz target runs in `cargo xtask test`.
