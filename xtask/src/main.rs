@@ -90,6 +90,21 @@ enum Task {
         #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT_MINUTES)]
         timeout_minutes: u64,
     },
+    /// Per-mode probe cost on one guest kernel that offers every mode:
+    /// request/response rate with no agent and with each mode attached,
+    /// and the kernel's statistics of each program. Prints a markdown table
+    /// (also in target/test-vm/<release>/bench-modes.md).
+    BenchModes {
+        /// Which kernel to boot (6.12 offers all three modes).
+        #[arg(long, value_enum, default_value_t = KernelChoice::V6_12)]
+        kernel: KernelChoice,
+        /// Rounds; each runs every mode once.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Probe overhead: workload rates with the agent detached vs attached.
     ///
     /// Builds the release agent and planet-traffic, then alternates detached
@@ -171,6 +186,16 @@ fn main() -> ExitCode {
                 kernels: kernel.kernels(),
                 timeout: std::time::Duration::from_secs(timeout_minutes * 60),
             })
+        }),
+        Task::BenchModes {
+            kernel,
+            rounds,
+            seconds,
+        } => setup::run().and_then(|()| match kernel.kernels().as_slice() {
+            [one] => vm::bench::run(*one, rounds, seconds),
+            _ => Err(anyhow::anyhow!(
+                "bench-modes boots one kernel; pick 5.10, 6.1 or 6.12"
+            )),
         }),
         Task::BenchOverhead {
             rounds,

@@ -60,11 +60,50 @@ done
 try ip link set lo up
 section kernel uname -r
 section modes {AGENT} -check-flow-modes
-section list {SUITE} --list
-for mode in $(sed -n 's/^flow-mode \([a-z0-9_-]*\): ok$/\1/p' /tmp/modes.txt); do
-    export PLANET_TEST_FLOW_MODE=$mode
-    section suite-$mode {SUITE} --test-threads=1
-done
+MODES=$(sed -n 's/^flow-mode \([a-z0-9_-]*\): ok$/\1/p' /tmp/modes.txt)
+# planet.bench=ROUNDS,SECONDS on the kernel command line: the per-mode
+# benchmark of `cargo xtask bench-modes` instead of the accuracy suite.
+BENCH=$(sed -n 's/.*planet\.bench=\([0-9]*,[0-9]*\).*/\1/p' /proc/cmdline)
+# bench_one MODE: a request/response run with MODE's programs attached
+# (none: no agent), then the kernel's statistics of each program.
+bench_one() {{
+    mode=$1
+    if [ "$mode" != none ]; then
+        {AGENT} -listen-address 127.0.0.1:19100 -task-interval 1s \
+            -task-socketstat-enabled=false -task-flow-mode=$mode > /tmp/agent.log 2>&1 &
+        apid=$!
+        n=0
+        until wget -qO- http://127.0.0.1:19100/metrics 2>/dev/null | grep -q '^planet_flow_programs_attached 1'; do
+            n=$((n+1))
+            if [ $n -gt 240 ]; then echo "agent $mode did not attach"; cat /tmp/agent.log; break; fi
+            sleep 0.5
+        done
+    fi
+    echo "rr $mode $({TRAFFIC} bench-rr --seconds $SECS --cpu 1 | tail -n 1)"
+    if [ "$mode" != none ]; then
+        sleep 2
+        wget -qO- http://127.0.0.1:19100/metrics | grep '^planet_flow_program_run' | sed "s/^/prog $mode /"
+        kill $apid
+        wait $apid
+    fi
+}}
+bench_all() {{
+    round=1
+    while [ $round -le $ROUNDS ]; do
+        for mode in none $MODES; do bench_one $mode; done
+        round=$((round+1))
+    done
+}}
+if [ -n "$BENCH" ]; then
+    ROUNDS=${{BENCH%,*}} SECS=${{BENCH#*,}}
+    section bench bench_all
+else
+    section list {SUITE} --list
+    for mode in $MODES; do
+        export PLANET_TEST_FLOW_MODE=$mode
+        section suite-$mode {SUITE} --test-threads=1
+    done
+fi
 mark done
 poweroff -f
 "#
@@ -101,7 +140,7 @@ impl Run {
 
 /// The qemu command line: TCG (no KVM on these machines), 2 CPUs, 1 GiB,
 /// no display, no network card, console on ttyS0 and results on ttyS1.
-pub fn qemu_command(vmlinuz: &Path, initrd: &Path, run: &Run) -> Command {
+pub fn qemu_command(vmlinuz: &Path, initrd: &Path, run: &Run, cmdline: &str) -> Command {
     let mut qemu = cmd::new("qemu-system-x86_64");
     qemu.args(["-accel", "tcg"])
         // qemu 7.2's TCG corrupts flags on CMPXCHG16B, which 6.12's SLUB uses
@@ -122,7 +161,8 @@ pub fn qemu_command(vmlinuz: &Path, initrd: &Path, run: &Run) -> Command {
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .arg("-append")
+        .arg(format!("console=ttyS0 quiet panic=-1 {cmdline}").trim_end())
         .arg("-serial")
         .arg(serial_file(&run.console))
         .arg("-serial")
@@ -151,12 +191,13 @@ pub fn boot(
     vmlinuz: &Path,
     initrd: &Path,
     run: &Run,
+    cmdline: &str,
     timeout: Duration,
 ) -> Result<End> {
     for file in [&run.console, &run.results] {
         let _ = fs::remove_file(file);
     }
-    let mut qemu = qemu_command(vmlinuz, initrd, run);
+    let mut qemu = qemu_command(vmlinuz, initrd, run, cmdline);
     let log = fs::File::create(&run.qemu_log)
         .with_context(|| format!("create {}", run.qemu_log.display()))?;
     qemu.stdin(Stdio::null())
@@ -216,6 +257,8 @@ mod tests {
         assert!(script.contains("section modes planet-agent -check-flow-modes\n"));
         assert!(script.contains("section list flow_accuracy --list\n"));
         assert!(script.contains("section suite-$mode flow_accuracy --test-threads=1\n"));
+        assert!(script.contains("section bench bench_all\n"));
+        assert!(script.contains("bench-rr --seconds $SECS --cpu 1"));
         assert!(script.contains("PLANET_AGENT_BIN=/usr/bin/planet-agent"));
         assert!(script.contains("PLANET_TRAFFIC_BIN=/usr/bin/planet-traffic"));
         assert!(script.contains("mount -t tracefs tracefs /sys/kernel/tracing"));
@@ -231,7 +274,12 @@ mod tests {
             Path::new("/k/vmlinuz"),
             Path::new("/w/initrd"),
             &run,
+            "planet.bench=3,5",
         ));
+        assert!(
+            line.contains("console=ttyS0 quiet panic=-1 planet.bench=3,5"),
+            "{line}"
+        );
         assert!(
             line.contains("-accel tcg -cpu qemu64,-cx16 -smp 2 -m 1024"),
             "{line}"

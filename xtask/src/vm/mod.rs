@@ -7,6 +7,7 @@
 //! initramfs, console and result logs) go to `target/test-vm/`.
 
 mod apt;
+pub mod bench;
 mod guest;
 mod initramfs;
 mod kernel;
@@ -43,40 +44,25 @@ pub struct Options {
 /// any guest did not run to its end.
 pub fn run(options: &Options) -> Result<()> {
     let start = Instant::now();
-    apt::require_apt()?;
-    initramfs::tools_present()?;
-    let cache = cmd::cache_dir().join("vm");
-    let apt = PrivateApt::new(&cache.join("apt"), &apt::mirror()?)?;
-    if let Err(e) = apt.update_if_stale() {
-        say!("warning: {e:#}; using the package lists and kernels already cached");
-    }
-    let mut images = Vec::new();
-    for &kernel in &options.kernels {
-        images.push((kernel, kernel::fetch(kernel, &apt, &cache)?));
-    }
-
-    let payload = payload::build(crate::test::HOST_TARGETS)?;
-    let work = cmd::target_dir()?.join("test-vm");
-    fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
-    let base = work.join("base.cpio");
-    initramfs::build_base(&payload, &work.join("base-tree"), &base)?;
-
     let mut rows = Vec::new();
-    for (kernel, image) in &images {
-        let dir = work.join(&image.release);
-        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        say!("guest {} ({}): booting", kernel.series(), image.release);
+    for guest in prepare(&options.kernels)? {
+        let kernel = guest.kernel;
+        say!(
+            "guest {} ({}): booting",
+            kernel.series(),
+            guest.image.release
+        );
         let guest_start = Instant::now();
-        let verdict = match initramfs::build_for_kernel(&base, &image.modules, &dir) {
+        let verdict = match &guest.initrd {
             Ok(initrd) => run_guest(
                 kernel.series(),
-                &image.vmlinuz,
-                &initrd,
-                &dir,
+                &guest.image.vmlinuz,
+                initrd,
+                &guest.dir,
                 options.timeout,
             ),
             Err(e) => Verdict {
-                release: Some(image.release.clone()),
+                release: Some(guest.image.release.clone()),
                 cells: Default::default(),
                 errors: vec![format!("initramfs: {e:#}")],
             },
@@ -96,6 +82,7 @@ pub fn run(options: &Options) -> Result<()> {
             verdict,
         });
     }
+    let work = cmd::target_dir()?.join("test-vm");
 
     let table = report::render(&rows);
     println!("\n{table}");
@@ -119,10 +106,53 @@ pub fn run(options: &Options) -> Result<()> {
     Ok(())
 }
 
+/// A guest ready to boot: its kernel and initramfs, and its work directory.
+pub struct Guest {
+    pub kernel: Kernel,
+    pub image: kernel::Image,
+    /// The initramfs, or why it could not be built.
+    pub initrd: Result<std::path::PathBuf>,
+    pub dir: std::path::PathBuf,
+}
+
+/// Fetches the kernels, builds the payload and each guest's initramfs.
+pub fn prepare(kernels: &[Kernel]) -> Result<Vec<Guest>> {
+    apt::require_apt()?;
+    initramfs::tools_present()?;
+    let cache = cmd::cache_dir().join("vm");
+    let apt = PrivateApt::new(&cache.join("apt"), &apt::mirror()?)?;
+    if let Err(e) = apt.update_if_stale() {
+        say!("warning: {e:#}; using the package lists and kernels already cached");
+    }
+    let mut images = Vec::new();
+    for &kernel in kernels {
+        images.push((kernel, kernel::fetch(kernel, &apt, &cache)?));
+    }
+
+    let payload = payload::build(crate::test::HOST_TARGETS)?;
+    let work = cmd::target_dir()?.join("test-vm");
+    fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+    let base = work.join("base.cpio");
+    initramfs::build_base(&payload, &work.join("base-tree"), &base)?;
+    let mut guests = Vec::new();
+    for (kernel, image) in images {
+        let dir = work.join(&image.release);
+        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let initrd = initramfs::build_for_kernel(&base, &image.modules, &dir);
+        guests.push(Guest {
+            kernel,
+            image,
+            initrd,
+            dir,
+        });
+    }
+    Ok(guests)
+}
+
 /// Boots one guest and judges what it reported.
 fn run_guest(label: &str, vmlinuz: &Path, initrd: &Path, dir: &Path, timeout: Duration) -> Verdict {
     let files = guest::Run::in_dir(dir);
-    let end = guest::boot(label, vmlinuz, initrd, &files, timeout);
+    let end = guest::boot(label, vmlinuz, initrd, &files, "", timeout);
     let results = fs::read(&files.results)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
