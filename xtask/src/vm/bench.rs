@@ -80,8 +80,22 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// The markdown table: per mode, median rate and ratio to no agent, and
-/// the median nanoseconds per run of each of its programs.
+/// Which hook a program belongs to, by its name: the send or receive
+/// path (run per call) or the connection lifecycle (run per state change).
+fn hook(program: &str) -> &'static str {
+    if program.contains("send") {
+        "send"
+    } else if program.contains("recv") || program.contains("rbuf") {
+        "recv"
+    } else {
+        "lifecycle"
+    }
+}
+
+/// The markdown table: per mode, median rate and ratio to no agent, the
+/// program time per send and per receive call (entry and return programs
+/// of one call added up), and the median nanoseconds per run of each
+/// program.
 pub fn render(release: &str, rounds: usize, seconds: u64, runs: &Runs) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -90,31 +104,19 @@ pub fn render(release: &str, rounds: usize, seconds: u64, runs: &Runs) -> String
     );
     let _ = writeln!(
         out,
-        "| mode | rr ops/s | ratio to no agent | probe ns per request/response | programs (ns per run) |"
+        "| mode | rr ops/s | ratio to no agent | ns per send call | ns per receive call | programs (ns per run) |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
     let baseline = runs
         .get("none")
         .map(|r| median(r.iter().map(|x| x.ops_per_sec).collect()));
     for (mode, list) in runs {
         let ops = median(list.iter().map(|r| r.ops_per_sec).collect());
         let ratio = baseline.map_or(f64::NAN, |b| ops / b);
-        // Program time per request/response: all programs' time over the
-        // run (scrape traffic included, a few hundred events) / operations.
-        let per_op = median(
-            list.iter()
-                .map(|r| {
-                    let run_seconds = seconds;
-                    let seconds: f64 = r.programs.values().map(|(_, s)| s).sum();
-                    let ops = r.ops_per_sec * run_seconds as f64;
-                    seconds * 1e9 / ops.max(1.0)
-                })
-                .collect(),
-        );
         let mut names: Vec<&String> = list.iter().flat_map(|r| r.programs.keys()).collect();
         names.sort();
         names.dedup();
-        let programs = names
+        let per_run: Vec<(&String, f64)> = names
             .iter()
             .map(|name| {
                 let ns = median(
@@ -124,18 +126,31 @@ pub fn render(release: &str, rounds: usize, seconds: u64, runs: &Runs) -> String
                         .map(|(runs, secs)| secs * 1e9 / runs)
                         .collect(),
                 );
-                format!("`{name}` {ns:.0}")
+                (*name, ns)
             })
+            .collect();
+        let per_call = |path: &str| {
+            let ns: f64 = per_run
+                .iter()
+                .filter(|(name, _)| hook(name) == path)
+                .map(|(_, ns)| ns)
+                .sum();
+            if mode == "none" {
+                "—".to_owned()
+            } else {
+                format!("{ns:.0}")
+            }
+        };
+        let programs = per_run
+            .iter()
+            .map(|(name, ns)| format!("`{name}` {ns:.0}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let per_op = if mode == "none" {
-            "—".to_owned()
-        } else {
-            format!("{per_op:.0}")
-        };
         let _ = writeln!(
             out,
-            "| {mode} | {ops:.0} | {ratio:.3} | {per_op} | {programs} |"
+            "| {mode} | {ops:.0} | {ratio:.3} | {} | {} | {programs} |",
+            per_call("send"),
+            per_call("recv"),
         );
     }
     out
@@ -200,14 +215,20 @@ prog tracepoint planet_flow_program_runs_total{program="planet_tp_recv"} 9000
     #[test]
     fn table_has_ratios_and_per_run_costs() {
         let table = render("6.12.0", 1, 5, &parse(BODY).unwrap());
-        assert!(table.contains("| none | 1000 | 1.000 | — |  |"), "{table}");
-        // 2.7 ms of program time over 4,500 request/responses: 600 ns each.
+        assert!(
+            table.contains("| none | 1000 | 1.000 | — | — |  |"),
+            "{table}"
+        );
         assert!(
             table.contains(
-                "| tracepoint | 900 | 0.900 | 600 | `planet_tp_recv` 200, `planet_tp_send` 100 |"
+                "| tracepoint | 900 | 0.900 | 100 | 200 | `planet_tp_recv` 200, `planet_tp_send` 100 |"
             ),
             "{table}"
         );
+        assert_eq!(hook("planet_krp_send"), "send");
+        assert_eq!(hook("planet_kp_rbuf"), "recv");
+        assert_eq!(hook("planet_fx_recv5"), "recv");
+        assert_eq!(hook("planet_tp_state"), "lifecycle");
     }
 
     #[test]
