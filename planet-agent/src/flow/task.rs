@@ -123,14 +123,9 @@ impl FlowTask {
             snapshot.local_ip,
             now,
         );
-        let drained_at = now;
         let previous = snapshot.flows.clone();
         let rates = previous.drained_at.and_then(|at| {
-            rate::between(
-                &previous.edges,
-                &edges,
-                drained_at.saturating_duration_since(at),
-            )
+            rate::between(&previous.edges, &edges, now.saturating_duration_since(at))
         });
         let report = Arc::new(FlowReport {
             series: self.series.settle(now, self.budget),
@@ -141,7 +136,7 @@ impl FlowTask {
             capacity: self.source.capacity,
             vanished_total: self.vanished_total,
             observed: live_now,
-            drained_at: Some(drained_at),
+            drained_at: Some(now),
             rates,
         });
         let deps = match &self.closed_log {
