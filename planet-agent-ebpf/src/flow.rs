@@ -7,8 +7,8 @@ use aya_ebpf::helpers::{
     bpf_probe_read_kernel_buf,
 };
 use planet_common::{
-    AF_INET, AF_INET6, ClosedFlow, FlowMeta, FlowValue, Origin, Stat, config::sock_common,
-    flow::META_ADDR_MISSING,
+    AF_INET, AF_INET6, ClosedFlow, FlowMeta, FlowValue, IPPROTO_TCP, Origin, Stat,
+    config::sock_common, flow::META_ADDR_MISSING,
 };
 
 use crate::{
@@ -38,6 +38,32 @@ pub fn account(sk: u64, dir: Dir, bytes: u64) {
         add(value, dir, bytes);
         return;
     }
+    first_bytes(sk, dir, bytes);
+}
+
+/// [`account`] for a socket of any protocol: a socket not in the flow map
+/// is counted only if it is TCP (`sk_protocol`, at the offset the loader
+/// measured).
+#[inline(always)]
+pub fn account_any(sk: u64, dir: Dir, bytes: u64) {
+    if let Some(value) = PLANET_FLOWS.get_ptr_mut(sk) {
+        add(value, dir, bytes);
+        return;
+    }
+    let offset = layout!(sock_protocol) as usize;
+    if offset == 0 || read_kernel::<u16>(sk, offset) != Some(IPPROTO_TCP) {
+        return;
+    }
+    let family = read_kernel::<u16>(sk, sock_common::FAMILY);
+    if family != Some(AF_INET) && family != Some(AF_INET6) {
+        return;
+    }
+    first_bytes(sk, dir, bytes);
+}
+
+/// The first bytes seen on a TCP socket not in the flow map.
+#[inline(always)]
+fn first_bytes(sk: u64, dir: Dir, bytes: u64) {
     // Bytes read after the socket reached TCP_CLOSE (the peer's data and FIN
     // arrived before the owner read them) belong to the flow that closed.
     let meta = match PLANET_CLOSING.get_ptr(sk) {

@@ -2,10 +2,21 @@
 //! (Linux 6.3+) for exact byte counts from the syscalls' return values, and
 //! `sock:inet_sock_set_state` for the connection lifecycle.
 //!
-//! Field offsets come from the tracepoints' `format` files (via the
-//! `PLANET_CONFIG` global), not from the kernel the object was built on.
+//! The byte counts come from raw tracepoint programs where the kernel's BTF
+//! tells where `sk_protocol` sits: a raw tracepoint hands the program the
+//! event's arguments (`sk`, `ret`, `flags`) without first building the
+//! trace record, which is most of a classic tracepoint's per-event cost.
+//! Elsewhere the classic programs read the record.
+//!
+//! Field offsets come from the tracepoints' `format` files and the kernel's
+//! BTF (via the `PLANET_CONFIG` global), not from the kernel the object was
+//! built on.
 
-use aya_ebpf::{EbpfContext, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    EbpfContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
 use planet_common::{
     AF_INET, AF_INET6, FlowMeta, IPPROTO_TCP, MSG_PEEK, Origin, config::LENGTH_LAYOUT, tcp_state,
 };
@@ -24,6 +35,20 @@ pub fn planet_tp_send(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn planet_tp_recv(ctx: TracePointContext) -> u32 {
     let _ = on_length(&ctx, Dir::Rx);
+    0
+}
+
+/// `sock_send_length(struct sock *sk, int ret, int flags)`, raw.
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn planet_rtp_send(ctx: RawTracePointContext) -> i32 {
+    on_raw_length(&ctx, Dir::Tx);
+    0
+}
+
+/// `sock_recv_length(struct sock *sk, int ret, int flags)`, raw.
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn planet_rtp_recv(ctx: RawTracePointContext) -> i32 {
+    on_raw_length(&ctx, Dir::Rx);
     0
 }
 
@@ -83,6 +108,22 @@ fn on_length(ctx: &TracePointContext, dir: Dir) -> Result<(), i32> {
     let sk: u64 = field(ctx, layout!(len_sk))?;
     flow::account(sk, dir, ret as u64);
     Ok(())
+}
+
+#[inline(always)]
+fn on_raw_length(ctx: &RawTracePointContext, dir: Dir) {
+    let ret = ctx.arg::<u64>(1) as i32;
+    if ret <= 0 {
+        return;
+    }
+    if let Dir::Rx = dir
+        && ctx.arg::<u64>(2) as i32 & MSG_PEEK != 0
+    {
+        return;
+    }
+    // The event fires for every socket family and protocol; the flow map
+    // holds only TCP sockets, and a socket it does not hold yet is checked.
+    flow::account_any(ctx.arg::<u64>(0), dir, ret as u64);
 }
 
 #[inline(always)]

@@ -57,10 +57,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             flows: cli.task_flow_max_flows,
         };
         let (mode, interval) = (cli.task_flow_mode, cli.task_interval);
+        let program_stats = cli.task_flow_program_stats;
         let log = closed_log.clone();
         let budget = cli.budget();
         tasks.spawn(async move {
-            if let Some(task) = start_flow_task(mode, limits, interval, store).await {
+            let task = start_flow_task(mode, limits, program_stats, interval, store).await;
+            if let Some(task) = task {
                 task.with_closed_log(log, budget).run(shutdown).await;
             }
         });
@@ -114,6 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn start_flow_task(
     mode: ebpf::ModeRequest,
     limits: MapLimits,
+    program_stats: bool,
     interval: Duration,
     store: Arc<Store>,
 ) -> Option<FlowTask> {
@@ -121,7 +124,7 @@ async fn start_flow_task(
         .await
         .map_err(|err| anyhow::anyhow!("eBPF loader panicked: {err}"))
         .and_then(|r| r.map_err(anyhow::Error::from))
-        .and_then(|loaded| KernelFlows::new(loaded).map_err(anyhow::Error::from));
+        .and_then(|loaded| KernelFlows::new(loaded, program_stats).map_err(anyhow::Error::from));
     match loaded {
         Ok(source) => {
             tracing::info!(

@@ -62,6 +62,13 @@ pub struct Cli {
     #[arg(long, default_value_t = planet_common::names::FLOWS_MAX_ENTRIES, value_name = "N")]
     pub task_flow_max_flows: u32,
 
+    /// Have the kernel time every run of the flow programs (BPF_ENABLE_STATS,
+    /// needs CAP_SYS_ADMIN) for planet_flow_program_run*; it costs two clock
+    /// reads per probed event
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
+    pub task_flow_program_stats: bool,
+
     /// Enable socketstat collector task
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new())]

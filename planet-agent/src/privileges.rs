@@ -55,8 +55,9 @@ pub const REQUIRED: [Capability; 4] = [
 pub const OPTIONAL: [Capability; 1] = [Capability {
     name: "CAP_SYS_ADMIN",
     bit: 21,
-    without: "no BPF run-time statistics (planet_flow_program_run*) unless the sysctl \
-              kernel.bpf_stats_enabled=1 is set, and tracefs is not mounted if it is missing",
+    without: "-task-flow-program-stats cannot turn on BPF run-time statistics \
+              (planet_flow_program_run*; the sysctl kernel.bpf_stats_enabled=1 gives them \
+              without it), and tracefs is not mounted if it is missing",
 }];
 
 /// The effective set (`CapEff:` of `/proc/<pid>/status`), or `None` if the

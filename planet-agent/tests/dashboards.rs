@@ -167,6 +167,8 @@ fn every_dashboard_query_returns_data() {
             "1s",
             "-local-address",
             &web4,
+            // The cost panels show the kernel's BPF statistics.
+            "-task-flow-program-stats",
         ],
     )
     .expect("start agent");

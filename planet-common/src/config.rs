@@ -43,7 +43,10 @@ pub struct ProbeConfig {
     /// programs then load the fields straight from the record instead of
     /// through a helper call each (measured, not assumed).
     pub len_fixed_layout: u16,
-    pub _reserved: u16,
+    /// `struct sock`: `sk_protocol` (`u16`, from BTF; 0 = unknown). The raw
+    /// length programs, which see only the socket pointer, check it for
+    /// sockets they have not seen yet.
+    pub sock_protocol: u16,
 }
 const _: () = assert!(size_of::<ProbeConfig>() == 40);
 
@@ -69,7 +72,7 @@ impl ProbeConfig {
         sock_v6_rcv_saddr: 0,
         destroy_skaddr: 0,
         len_fixed_layout: 0,
-        _reserved: 0,
+        sock_protocol: 0,
     };
 }
 

@@ -33,6 +33,11 @@ pub mod tracepoint {
     pub const SEND: &str = "planet_tp_send";
     /// `sock:sock_recv_length`: bytes a `recvmsg` family call returned.
     pub const RECV: &str = "planet_tp_recv";
+    /// Raw `sock_send_length`: the same event without the trace record
+    /// (arguments only), preferred where BTF gives `sk_protocol`'s offset.
+    pub const RAW_SEND: &str = "planet_rtp_send";
+    /// Raw `sock_recv_length`.
+    pub const RAW_RECV: &str = "planet_rtp_recv";
     /// `sock:inet_sock_set_state`: open, accept and close of TCP sockets.
     pub const STATE: &str = "planet_tp_state";
     /// `tcp:tcp_destroy_sock`: the socket is freed (optional).

@@ -23,7 +23,8 @@ const LISTEN: &str = "127.0.0.1:19199";
 const AGENT_ARGS: &[&str] = &["-task-interval", "7s", "-task-socketstat-enabled=false"];
 /// Pause between "attached" and the first workload run.
 const SETTLE: Duration = Duration::from_secs(1);
-const BPF_STATS_SYSCTL: &str = "kernel.bpf_stats_enabled";
+/// The agent flag that has the kernel time every program run.
+const PROGRAM_STATS: &str = "-task-flow-program-stats";
 
 /// One `planet-traffic` benchmark mode.
 struct Workload {
@@ -156,12 +157,11 @@ fn measure(
     if mode == Mode::Detached {
         return run_all();
     }
-    let _stats = if options.bpf_stats {
-        Some(BpfStats::enable()?)
-    } else {
-        None
-    };
-    let mut running = Agent::start(agent, addr, AGENT_ARGS, log)?;
+    let mut args = AGENT_ARGS.to_vec();
+    if options.bpf_stats {
+        args.push(PROGRAM_STATS);
+    }
+    let mut running = Agent::start(agent, addr, &args, log)?;
     running.wait_attached(Duration::from_secs(60))?;
     // Let the agent's start-up work (first scans, first drain) finish first.
     std::thread::sleep(SETTLE);
@@ -209,39 +209,6 @@ fn parse_rate(stdout: &str, workload: &Workload) -> Result<f64> {
         })
 }
 
-/// `kernel.bpf_stats_enabled=1` while alive (run time and count per
-/// program), then the previous value again.
-///
-/// The accounting itself costs time per program run, on the attached side
-/// only: the ratios are, if anything, pessimistic.
-struct BpfStats {
-    previous: String,
-}
-
-impl BpfStats {
-    fn enable() -> Result<Self> {
-        let previous = fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
-            .context("read /proc/sys/kernel/bpf_stats_enabled")?
-            .trim()
-            .to_owned();
-        set_sysctl("1")?;
-        Ok(Self { previous })
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        if let Err(e) = set_sysctl(&self.previous) {
-            say!("warning: could not restore {BPF_STATS_SYSCTL}: {e:#}");
-        }
-    }
-}
-
-fn set_sysctl(value: &str) -> Result<()> {
-    cmd::output(cmd::as_root("sysctl").args(["-q", "-w", &format!("{BPF_STATS_SYSCTL}={value}")]))
-        .map(drop)
-}
-
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -271,8 +238,7 @@ fn report(samples: &[Samples], orders: &[[Mode; 2]], options: &Options) -> Strin
     let _ = writeln!(
         out,
         "Kernel {}, {cpus} CPUs; {} rounds, {} s per workload run, order alternating (ABBA); \
-         workload {}; {BPF_STATS_SYSCTL}={} during attached runs. \
-         Agent: `planet-agent -listen-address {LISTEN} {}`.\n",
+         workload {}. Agent: `planet-agent -listen-address {LISTEN} {}{}`.\n",
         kernel.trim(),
         options.rounds,
         options.seconds,
@@ -280,8 +246,12 @@ fn report(samples: &[Samples], orders: &[[Mode; 2]], options: &Options) -> Strin
             || "threads placed by the scheduler".to_owned(),
             |c| format!("pinned to CPU {c}")
         ),
-        u8::from(options.bpf_stats),
         AGENT_ARGS.join(" "),
+        if options.bpf_stats {
+            format!(" {PROGRAM_STATS}")
+        } else {
+            String::new()
+        },
     );
     let _ = writeln!(
         out,

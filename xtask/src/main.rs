@@ -117,9 +117,10 @@ enum Task {
         /// Seconds per workload run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
-        /// Leave kernel.bpf_stats_enabled alone during attached runs.
+        /// Run the agent with -task-flow-program-stats (the kernel times
+        /// every program run, which adds to the overhead measured).
         #[arg(long)]
-        no_bpf_stats: bool,
+        bpf_stats: bool,
         /// CPU both ends of each workload run on (see planet-traffic --cpu).
         #[arg(long, default_value_t = 1, conflicts_with = "no_pin")]
         cpu: usize,
@@ -200,13 +201,13 @@ fn main() -> ExitCode {
         Task::BenchOverhead {
             rounds,
             seconds,
-            no_bpf_stats,
+            bpf_stats,
             cpu,
             no_pin,
         } => bench::run(&bench::Options {
             rounds,
             seconds,
-            bpf_stats: !no_bpf_stats,
+            bpf_stats,
             cpu: (!no_pin).then_some(cpu),
         }),
     };

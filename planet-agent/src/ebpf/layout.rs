@@ -269,28 +269,36 @@ impl KernelBtf {
     /// predate them to user space) when the members are missing (a kernel
     /// without IPv6).
     pub fn sock_v6_offsets(&self) -> Option<(u16, u16)> {
+        Some((
+            self.member_offset("sock_common", "skc_v6_daddr")?,
+            self.member_offset("sock_common", "skc_v6_rcv_saddr")?,
+        ))
+    }
+
+    /// Offset of `struct sock`'s `sk_protocol`, where it is a whole `u16`
+    /// (Linux 5.6 on; before, it was a bitfield).
+    pub fn sock_protocol_offset(&self) -> Option<u16> {
+        self.member_offset("sock", "sk_protocol")
+    }
+
+    /// Byte offset of a byte-aligned, non-bitfield member of a struct.
+    fn member_offset(&self, structure: &str, member: &str) -> Option<u16> {
         let btf = &self.btf;
-        let types = btf.resolve_types_by_name("sock_common").ok()?;
-        let btf_rs::Type::Struct(sock_common) = types
+        let types = btf.resolve_types_by_name(structure).ok()?;
+        let btf_rs::Type::Struct(found) = types
             .into_iter()
             .find(|t| matches!(t, btf_rs::Type::Struct(_)))?
         else {
             return None;
         };
-        let mut daddr = None;
-        let mut rcv_saddr = None;
-        for member in &sock_common.members {
-            let Ok(name) = btf.resolve_name(member) else {
-                continue;
-            };
-            let bytes = u16::try_from(member.bit_offset() / 8).ok();
-            match name.as_str() {
-                "skc_v6_daddr" => daddr = bytes,
-                "skc_v6_rcv_saddr" => rcv_saddr = bytes,
-                _ => {}
-            }
+        let field = found
+            .members
+            .iter()
+            .find(|m| btf.resolve_name(*m).is_ok_and(|name| name == member))?;
+        if field.bitfield_size().is_some_and(|bits| bits != 0) || field.bit_offset() % 8 != 0 {
+            return None;
         }
-        Some((daddr?, rcv_saddr?))
+        u16::try_from(field.bit_offset() / 8).ok()
     }
 
     /// Parameter names of the kernel function `name`, in order.
@@ -555,6 +563,12 @@ print fmt: \"sk address = %p\", REC->sk
         // Past the stable 20-byte prefix, 16 bytes apart, in that order.
         assert!(daddr >= 20, "{daddr}");
         assert_eq!(rcv_saddr, daddr + 16);
+        // `struct sock` starts with its `sock_common`; `sk_protocol` is a
+        // whole u16 past it on every kernel with the length tracepoints.
+        let protocol = btf.sock_protocol_offset().expect("sk_protocol in BTF");
+        assert!(protocol > rcv_saddr, "{protocol}");
+        assert_eq!(protocol % 2, 0);
+        assert_eq!(btf.member_offset("sock_common", "skc_family"), Some(16));
         // Whatever this kernel's tcp_recvmsg looks like, it is a known one.
         btf.recv_signature().expect("a known tcp_recvmsg signature");
         assert!(btf.has_function("tcp_sendmsg"));

@@ -129,6 +129,17 @@ fn load_mode(mode: ProbeMode, limits: MapLimits) -> Result<Ebpf, LoadError> {
         .load(OBJECT)
         .map_err(LoadError::Object)?;
     probe::attach(mode, &plan, &mut ebpf)?;
+    if mode == ProbeMode::Tracepoint {
+        tracing::debug!(
+            raw = plan.raw_length(),
+            "byte counts from sock_send_length/sock_recv_length ({})",
+            if plan.raw_length() {
+                "raw tracepoints"
+            } else {
+                "trace records: no sk_protocol offset in the kernel's BTF"
+            }
+        );
+    }
     Ok(ebpf)
 }
 

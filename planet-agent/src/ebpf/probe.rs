@@ -6,7 +6,7 @@ use std::{fmt, path::Path, str::FromStr};
 
 use aya::{
     Ebpf,
-    programs::{FExit, KProbe, Program, ProgramError, TracePoint},
+    programs::{FExit, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
 };
 use planet_common::{ProbeConfig, names};
 
@@ -95,6 +95,15 @@ pub struct Plan {
     pub recv_flags_arg: u16,
 }
 
+impl Plan {
+    /// Whether the tracepoint mode counts bytes with its raw programs
+    /// (the kernel's BTF gave `sk_protocol`'s offset) rather than from the
+    /// trace records.
+    pub fn raw_length(&self) -> bool {
+        self.config.sock_protocol != 0
+    }
+}
+
 /// Measures what the programs of `mode` read on the running kernel, or
 /// says why `mode` cannot run here.
 pub fn prepare(mode: ProbeMode) -> Result<Plan, LoadError> {
@@ -110,6 +119,11 @@ pub fn prepare(mode: ProbeMode) -> Result<Plan, LoadError> {
             let send = layout::read_format(&tracefs, "sock", "sock_send_length")?;
             let recv = layout::read_format(&tracefs, "sock", "sock_recv_length")?;
             layout::length_tracepoints(config, &send, &recv)?;
+            // With `sk_protocol`'s offset the raw programs can run.
+            config.sock_protocol = btf
+                .as_ref()
+                .and_then(layout::KernelBtf::sock_protocol_offset)
+                .unwrap_or(0);
         }
         ProbeMode::Fentry => {
             let btf = btf.as_ref().ok_or(LoadError::Unsupported(
@@ -174,6 +188,19 @@ pub fn attach(mode: ProbeMode, plan: &Plan, ebpf: &mut Ebpf) -> Result<(), LoadE
         lifecycle.push((names::tracepoint::DESTROY, "tcp", "tcp_destroy_sock"));
     }
     match mode {
+        ProbeMode::Tracepoint if plan.raw_length() => {
+            for (program, event) in [
+                (names::tracepoint::RAW_SEND, "sock_send_length"),
+                (names::tracepoint::RAW_RECV, "sock_recv_length"),
+            ] {
+                let raw: &mut RawTracePoint = program_mut(ebpf, program)?;
+                raw.load()
+                    .map_err(|source| LoadError::Program { program, source })?;
+                raw.attach(event)
+                    .map_err(|source| LoadError::Program { program, source })?;
+            }
+            attach_tracepoints(ebpf, &lifecycle)
+        }
         ProbeMode::Tracepoint => {
             lifecycle.push((names::tracepoint::SEND, "sock", "sock_send_length"));
             lifecycle.push((names::tracepoint::RECV, "sock", "sock_recv_length"));

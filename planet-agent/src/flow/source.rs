@@ -47,7 +47,7 @@ pub struct KernelFlows {
     pub rejected: Vec<(ProbeMode, String)>,
     pub capacity: u32,
     // While held, the kernel accounts run time and count per program.
-    _stats_enabled: Option<std::os::fd::OwnedFd>,
+    stats_enabled: Option<std::os::fd::OwnedFd>,
     // Keeps the programs attached; dropped last.
     ebpf: aya::Ebpf,
 }
@@ -62,8 +62,9 @@ fn take<T>(
 }
 
 impl KernelFlows {
-    /// Takes the maps out of a loaded object. Must run inside a tokio runtime.
-    pub fn new(loaded: Loaded) -> Result<Self, LoadError> {
+    /// Takes the maps out of a loaded object, and with `program_stats` asks
+    /// the kernel to time the programs. Must run inside a tokio runtime.
+    pub fn new(loaded: Loaded, program_stats: bool) -> Result<Self, LoadError> {
         let Loaded {
             mut ebpf,
             mode,
@@ -84,7 +85,7 @@ impl KernelFlows {
             mode,
             rejected,
             capacity: limits.flows,
-            _stats_enabled: enable_run_time_stats(),
+            stats_enabled: program_stats.then(enable_run_time_stats).flatten(),
             ebpf,
         })
     }
@@ -124,7 +125,9 @@ impl KernelFlows {
         KernelStats { counters }
     }
 
-    /// Run statistics of the attached programs.
+    /// Run statistics of the attached programs: none unless the kernel
+    /// keeps them (`-task-flow-program-stats`, or the sysctl
+    /// `kernel.bpf_stats_enabled=1`), so that no zero reads as "never ran".
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         let mut out: Vec<ProgramStats> = self
             .ebpf
@@ -138,6 +141,9 @@ impl KernelFlows {
                 })
             })
             .collect();
+        if self.stats_enabled.is_none() && out.iter().all(|p| p.runs == 0) {
+            out.clear();
+        }
         out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         out
     }
@@ -149,11 +155,11 @@ fn enable_run_time_stats() -> Option<std::os::fd::OwnedFd> {
         Ok(fd) => Some(fd),
         Err(err) => {
             // Without CAP_SYS_ADMIN the run counts still come when the
-            // sysctl kernel.bpf_stats_enabled is 1.
+            // sysctl kernel.bpfstats_enabled is 1.
             tracing::info!(
                 error = %err,
                 "cannot enable kernel BPF run-time statistics (needs CAP_SYS_ADMIN); \
-                 program run counts and times stay 0 unless kernel.bpf_stats_enabled=1"
+                 program run counts and times stay 0 unless kernel.bpfstats_enabled=1"
             );
             None
         }

@@ -70,7 +70,7 @@ bench_one() {{
     mode=$1
     if [ "$mode" != none ]; then
         {AGENT} -listen-address 127.0.0.1:19100 -task-interval 1s \
-            -task-socketstat-enabled=false -task-flow-mode=$mode > /tmp/agent.log 2>&1 &
+            -task-socketstat-enabled=false -task-flow-program-stats -task-flow-mode=$mode > /tmp/agent.log 2>&1 &
         apid=$!
         n=0
         until wget -qO- http://127.0.0.1:19100/metrics 2>/dev/null | grep -q '^planet_flow_programs_attached 1'; do
