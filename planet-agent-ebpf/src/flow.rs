@@ -2,13 +2,14 @@
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
     bpf_probe_read_kernel_buf,
 };
 use planet_common::{
     AF_INET, AF_INET6, ClosedFlow, FlowMeta, FlowValue, IPPROTO_TCP, Origin, Stat,
-    config::sock_common, flow::META_ADDR_MISSING,
+    config::sock_common, flow::META_ADDR_MISSING, names::CLOSED_RING_BYTES,
 };
 
 use crate::{
@@ -176,12 +177,26 @@ pub fn close(sk: u64) {
             let flow = unsafe { *value };
             entry.write(ClosedFlow { sock: sk, flow });
             let _ = PLANET_FLOWS.remove(sk);
-            entry.submit(0);
+            entry.submit(wakeup_flags());
         }
         None => {
             bump(Stat::CloseRecordsLost, 1);
             let _ = PLANET_FLOWS.remove(sk);
         }
+    }
+}
+
+/// Unread close records at which user space is woken. Below it the flow
+/// task reads them at its next interval drain: a wake-up per close costs
+/// an interrupt (a VM exit on virtual machines) on every connection's end.
+const WAKEUP_BYTES: u64 = CLOSED_RING_BYTES as u64 / 8;
+
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if PLANET_CLOSED.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKEUP_BYTES {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
     }
 }
 

@@ -23,7 +23,8 @@ pub const CONFIG_GLOBAL: &str = "PLANET_CONFIG";
 /// Default capacity of [`FLOWS_MAP`]; the loader may change it before load.
 pub const FLOWS_MAX_ENTRIES: u32 = 65_536;
 /// Size of [`CLOSED_RING`] in bytes (a power of two, page aligned): about
-/// 10,000 close records. User space drains it as records arrive, and the
+/// 10,000 close records. User space drains it every task interval, and as
+/// soon as it is an eighth full (the programs wake it only then), and the
 /// whole ring counts in the agent's RSS twice (it is mapped twice).
 pub const CLOSED_RING_BYTES: u32 = 1 << 20;
 
