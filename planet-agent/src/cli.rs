@@ -6,7 +6,12 @@ use std::{ffi::OsString, net::SocketAddr, time::Duration};
 
 use clap::{ArgAction, Parser, builder::BoolishValueParser};
 
-use crate::{ebpf::ModeRequest, go_duration};
+use planet_cli::{
+    go_duration,
+    go_flags::{self, parse_log_level},
+};
+
+use crate::ebpf::ModeRequest;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -146,17 +151,6 @@ pub struct Cli {
     pub local_address: Option<std::net::IpAddr>,
 }
 
-fn parse_log_level(s: &str) -> Result<tracing::Level, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "trace" => Ok(tracing::Level::TRACE),
-        "debug" => Ok(tracing::Level::DEBUG),
-        "info" => Ok(tracing::Level::INFO),
-        "warn" | "warning" => Ok(tracing::Level::WARN),
-        "error" | "fatal" | "panic" => Ok(tracing::Level::ERROR),
-        other => Err(format!("not a valid log level: {other:?}")),
-    }
-}
-
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = go_duration::parse(s).map_err(|e| e.to_string())?;
     if d.is_zero() {
@@ -205,30 +199,18 @@ impl Cli {
 }
 
 /// Rewrites Go-style `-long-flag[=v]` to `--long-flag[=v]`, so Go users'
-/// command lines keep working (and unknown ones are reported by their full
-/// name). Short flags (`-h`), values and everything after `--` are left alone.
+/// command lines keep working, and unknown ones are reported by their full
+/// name: any single-dash word of two or more characters that starts with a
+/// letter is taken for a long flag. Short flags (`-h`), values and
+/// everything after `--` are left alone.
 pub fn go_style_args<I, T>(args: I) -> Vec<OsString>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
-    let mut out = Vec::new();
-    let mut passthrough = false;
-    for arg in args.into_iter().map(Into::into) {
-        if passthrough || arg == "--" {
-            passthrough = true;
-            out.push(arg);
-            continue;
-        }
-        let rewritten = arg.to_str().and_then(|s| {
-            let body = s.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
-            let name = body.split('=').next()?;
-            (name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic()))
-                .then(|| OsString::from(format!("-{s}")))
-        });
-        out.push(rewritten.unwrap_or(arg));
-    }
-    out
+    go_flags::rewrite(args, |name| {
+        name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic())
+    })
 }
 
 #[cfg(test)]

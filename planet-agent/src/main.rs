@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use planet_agent::{app, cli::Cli, ebpf, logging};
+use planet_agent::{app, cli::Cli, ebpf};
+use planet_cli::logging;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_go_style();

@@ -100,7 +100,7 @@ async fn federate(
         api = %influx.api(),
         target = ?influx.target(),
         schedule = %run.cron_job_schedule,
-        offset = %crate::go_duration::GoDuration(run.cron_job_time_offset),
+        offset = %planet_cli::go_duration::GoDuration(run.cron_job_time_offset),
         "backends healthy"
     );
 

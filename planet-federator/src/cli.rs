@@ -9,8 +9,12 @@ use std::{ffi::OsString, net::SocketAddr, path::PathBuf, str::FromStr, time::Dur
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, builder::BoolishValueParser};
 use jiff::SignedDuration;
 
-use crate::{
+use planet_cli::{
     go_duration,
+    go_flags::{self, parse_log_level},
+};
+
+use crate::{
     influx::{ApiChoice, InfluxConfig},
     jobs::JobKind,
     promql::Preset,
@@ -339,17 +343,6 @@ pub struct BigqueryArgs {
     pub once: Option<String>,
 }
 
-fn parse_log_level(s: &str) -> Result<tracing::Level, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "trace" => Ok(tracing::Level::TRACE),
-        "debug" => Ok(tracing::Level::DEBUG),
-        "info" => Ok(tracing::Level::INFO),
-        "warn" | "warning" => Ok(tracing::Level::WARN),
-        "error" | "fatal" | "panic" => Ok(tracing::Level::ERROR),
-        other => Err(format!("not a valid log level: {other:?}")),
-    }
-}
-
 fn parse_schedule(s: &str) -> Result<Schedule, String> {
     Schedule::parse(s).map_err(|e| crate::error_chain(&e))
 }
@@ -428,39 +421,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
-    let command = Cli::command();
-    let mut known: Vec<String> = vec!["help".into()];
-    let mut stack = vec![&command];
-    while let Some(c) = stack.pop() {
-        known.extend(
-            c.get_arguments()
-                .filter_map(|a| a.get_long().map(str::to_owned)),
-        );
-        stack.extend(c.get_subcommands());
-    }
-    let mut out = Vec::new();
-    let mut passthrough = false;
-    for arg in args.into_iter().map(Into::into) {
-        if passthrough {
-            out.push(arg);
-            continue;
-        }
-        if arg == "--" {
-            passthrough = true;
-            out.push(arg);
-            continue;
-        }
-        let rewritten = arg.to_str().and_then(|s| {
-            let body = s.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
-            let name = body.split('=').next()?;
-            known
-                .iter()
-                .any(|k| k == name)
-                .then(|| OsString::from(format!("-{s}")))
-        });
-        out.push(rewritten.unwrap_or(arg));
-    }
-    out
+    let known = go_flags::long_flags(&Cli::command());
+    go_flags::rewrite(args, |name| known.iter().any(|k| k == name))
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 //! JSON.
 
 use jiff::{SignedDuration, Timestamp};
+use planet_cli::go_duration;
 use thiserror::Error;
 
 use crate::{
     cli::EdgesArgs,
-    go_duration,
     history::{self, render_table, report},
     influx::{InfluxClient, query::QueryError},
 };

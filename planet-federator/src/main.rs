@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use planet_federator::{app, cli::Cli, logging};
+use planet_cli::logging;
+use planet_federator::{app, cli::Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_go_style();

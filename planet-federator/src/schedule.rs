@@ -14,7 +14,7 @@ use croner::{
 use jiff::{Timestamp, tz::TimeZone};
 use thiserror::Error;
 
-use crate::go_duration;
+use planet_cli::go_duration;
 
 #[derive(Debug, Error)]
 pub enum ScheduleError {

@@ -1,4 +1,4 @@
-//! Log set-up through `tracing`, honouring the original's log flags.
+//! Log set-up through `tracing`, honouring the Go originals' log flags.
 
 use std::io::IsTerminal;
 
