@@ -23,10 +23,6 @@ use planet_testkit::prom::{self, Sample};
 use planet_testkit::report::{ClientReport, ServerReport};
 use planet_testkit::traffic::{self, ClientOpts, RecvMode, SendMode, ServerOpts};
 
-/// The agent binary: `$PLANET_AGENT_BIN`, else the one cargo built.
-fn agent_binary() -> String {
-    std::env::var("PLANET_AGENT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_planet-agent").into())
-}
 const TASK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the counters may take to show the traffic.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -52,7 +48,7 @@ fn start_agent() -> AgentProcess {
     let mode = std::env::var("PLANET_TEST_FLOW_MODE").ok();
     let mode_flag = format!("-task-flow-mode={}", mode.as_deref().unwrap_or("auto"));
     let agent = AgentProcess::start(
-        agent_binary(),
+        planet_testkit::agent::binary().expect("planet-agent binary"),
         "1s",
         &["-task-socketstat-enabled=false", &mode_flag],
     )
