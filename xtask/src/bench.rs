@@ -22,7 +22,7 @@ const LISTEN: &str = "127.0.0.1:19199";
 /// The attached agent's flags besides `-listen-address`: flow accounting only.
 const AGENT_ARGS: &[&str] = &["-task-interval", "7s", "-task-socketstat-enabled=false"];
 /// Pause between "attached" and the first workload run.
-const SETTLE: Duration = Duration::from_secs(1);
+const SETTLE: Duration = Duration::from_secs(2);
 /// The agent flag that has the kernel time every program run.
 const PROGRAM_STATS: &str = "-task-flow-program-stats";
 
