@@ -293,6 +293,79 @@ impl KernelBtf {
         Some((daddr?, rcv_saddr?))
     }
 
+    /// Byte offset and size of `member` in `struct strukt`, looking inside
+    /// anonymous structs and unions. `None` when either is missing (or the
+    /// member is a bitfield).
+    pub fn member(&self, strukt: &str, member: &str) -> Option<MemberLayout> {
+        let btf = &self.btf;
+        let found = btf
+            .resolve_types_by_name(strukt)
+            .ok()?
+            .into_iter()
+            .find_map(|t| match t {
+                btf_rs::Type::Struct(s) => Some(s),
+                _ => None,
+            })?;
+        self.find_member(&found, member, 0)
+    }
+
+    fn find_member(
+        &self,
+        strukt: &btf_rs::Struct,
+        wanted: &str,
+        base_bits: u32,
+    ) -> Option<MemberLayout> {
+        let btf = &self.btf;
+        for m in &strukt.members {
+            if m.bitfield_size().is_some_and(|bits| bits != 0) {
+                continue;
+            }
+            let bits = base_bits + m.bit_offset();
+            let name = btf.resolve_name(m).unwrap_or_default();
+            let ty = btf.resolve_chained_type(m).ok()?;
+            if name == wanted {
+                return Some(MemberLayout {
+                    offset: bits / 8,
+                    size: self.size_of(&ty)?,
+                });
+            }
+            if name.is_empty()
+                && let btf_rs::Type::Struct(inner) | btf_rs::Type::Union(inner) = &ty
+                && let Some(found) = self.find_member(inner, wanted, bits)
+            {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// Size in bytes of a type, through typedefs and qualifiers.
+    fn size_of(&self, ty: &btf_rs::Type) -> Option<usize> {
+        use btf_rs::Type;
+        let mut ty = ty.clone();
+        // Typedef chains are short; the bound only guards malformed BTF.
+        for _ in 0..16 {
+            ty = match &ty {
+                Type::Int(i) => return Some(i.size()),
+                Type::Ptr(_) => return Some(size_of::<u64>()),
+                Type::Enum(e) => return Some(e.size()),
+                Type::Enum64(e) => return Some(e.size()),
+                Type::Struct(s) | Type::Union(s) => return Some(s.size()),
+                Type::Array(a) => {
+                    let elem = self.btf.resolve_chained_type(a).ok()?;
+                    return Some(a.len() * self.size_of(&elem)?);
+                }
+                Type::Typedef(t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::Const(t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::Volatile(t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::Restrict(t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::TypeTag(t) => self.btf.resolve_chained_type(t).ok()?,
+                _ => return None,
+            };
+        }
+        None
+    }
+
     /// Parameter names of the kernel function `name`, in order.
     pub fn parameters(&self, name: &str) -> Option<Vec<String>> {
         let btf = &self.btf;
@@ -327,6 +400,15 @@ impl KernelBtf {
             .ok_or(LayoutError::MissingFunction("tcp_recvmsg"))?;
         RecvSignature::from_parameters(&params)
     }
+}
+
+/// Where a structure member lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberLayout {
+    /// Byte offset from the start of the structure.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: usize,
 }
 
 /// The signatures `tcp_recvmsg` has had, by parameter count.
