@@ -151,22 +151,35 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full { 7 } else { 1 });
-    let sizes: &[usize] = if full {
-        &[1_000, 10_000, 50_000]
-    } else {
-        &[100]
+    let sizes: Vec<usize> = match std::env::var("PLANET_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().expect("PLANET_BENCH_SIZES: numbers"))
+            .collect(),
+        Err(_) if full => vec![1_000, 10_000, 50_000],
+        Err(_) => vec![100],
     };
     // Loaded once, as the agent does at its first collection.
+    let cpu = cpu_time(libc::RUSAGE_SELF);
+    let start = Instant::now();
     let mut iter = socket_table::OwnerSource::ebpf_iter()
         .unwrap_or_else(|err| panic!("the eBPF socket iterator must load: {err}"));
+    println!(
+        "Loading the iterator once at start: {} ms wall, {} ms CPU.\n",
+        ms(start.elapsed()),
+        ms(cpu_time(libc::RUSAGE_SELF) - cpu)
+    );
     println!(
         "| connections | sockets seen | method | cold wall ms | cold CPU ms | steady wall ms | steady CPU ms | ss -tanp wall ms | ss -tanp CPU ms | wall ratio cold/ss | wall ratio steady/ss | attributed |"
     );
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in sizes {
+    let mut parts = Vec::new();
+    for &n in &sizes {
         let mut holders = spawn_holders(n);
         let mut runs = [Run::default(), Run::default()];
         let mut ss = Samples::default();
+        let (mut diag, mut owners, mut records) =
+            (Samples::default(), Samples::default(), Samples::default());
         for _ in 0..rounds {
             // Cold: nothing known yet (the agent's first collection, and
             // for the walk every tenth one, which re-walks /proc).
@@ -180,6 +193,22 @@ fn main() {
                 socket_table::OwnerMethod::EbpfIter,
                 "iterator failed over"
             );
+
+            // Where an iterator collection's time goes.
+            let (sockets, wall, cpu) = timed(|| socket_table::diag::dump_tcp().unwrap());
+            diag.push(wall, cpu);
+            let wanted = sockets
+                .iter()
+                .map(|s| s.inode)
+                .filter(|&i| i != 0)
+                .collect();
+            let (_, wall, cpu) = timed(|| iter.resolve(Path::new("/proc"), &wanted).unwrap());
+            owners.push(wall, cpu);
+            let socket_table::OwnerSource::EbpfIter(raw) = &mut iter else {
+                panic!("iterator failed over")
+            };
+            let (_, wall, cpu) = timed(|| raw.for_each_record(|_| {}).unwrap());
+            records.push(wall, cpu);
 
             let cpu = cpu_time(libc::RUSAGE_CHILDREN);
             let start = Instant::now();
@@ -210,11 +239,39 @@ fn main() {
                 run.seen,
             );
         }
+        let ((dw, dc), (ow, oc), (rw, rc)) = (diag.medians(), owners.medians(), records.medians());
+        parts.push(format!(
+            "| {n} | {} | {} | {} | {} | {} | {} |",
+            ms(dw),
+            ms(dc),
+            ms(ow),
+            ms(oc),
+            ms(rw),
+            ms(rc)
+        ));
         for child in &mut holders {
             drop(child.stdin.take());
             child.wait().unwrap();
         }
     }
+    println!(
+        "\nParts of one collection (all TCP states dumped; owners of every socket with an inode):\n"
+    );
+    println!(
+        "| connections | sock_diag dump wall ms | sock_diag dump CPU ms | iterator owners wall ms | iterator owners CPU ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for line in parts {
+        println!("{line}");
+    }
+}
+
+/// Runs `f` once: its result, wall time and CPU time.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
+    let cpu = cpu_time(libc::RUSAGE_SELF);
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed(), cpu_time(libc::RUSAGE_SELF) - cpu)
 }
 
 /// Wall and CPU times of repeated runs.

@@ -86,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             proc_root: "/proc".into(),
             closed: closed_log.clone().unwrap_or_default(),
             budget: cli.budget(),
+            owners: cli.task_socketstat_owners,
         };
         tasks.spawn(task.run(shutdown.clone()));
     } else {

@@ -16,7 +16,7 @@ mod task;
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 pub use owners::OwnerCache;
-pub use source::{OwnerMethod, OwnerSource};
+pub use source::{OwnerMethod, OwnerRequest, OwnerSource};
 pub use task::{SocketTableTask, TASK_NAME};
 
 /// TCP states as the kernel numbers them.
@@ -111,7 +111,7 @@ pub fn collect(proc_root: &Path) -> std::io::Result<SocketTable> {
 /// Enumerates TCP sockets, their owners coming from `owners` (which may
 /// keep what it found for later collections).
 pub fn collect_with(proc_root: &Path, owners: &mut OwnerSource) -> std::io::Result<SocketTable> {
-    let sockets = diag::dump_tcp()?;
+    let sockets = diag::dump_tcp_states(REPORTED_STATES)?;
     let wanted = sockets
         .iter()
         .filter(|s| s.inode != 0 && matters(s.state))
@@ -150,6 +150,9 @@ pub fn collect_with(proc_root: &Path, owners: &mut OwnerSource) -> std::io::Resu
     Ok(table)
 }
 
+/// [`matters`] as a `sock_diag` state mask: the kernel leaves the rest out.
+const REPORTED_STATES: u32 = 1 << 1 | 1 << 6 | 1 << 10;
+
 /// The states planet-exporter reports: listeners and peered sockets.
 fn matters(state: TcpState) -> bool {
     matches!(
@@ -163,6 +166,17 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn the_state_mask_is_the_reported_states() {
+        for n in 0..32u8 {
+            assert_eq!(
+                REPORTED_STATES & (1 << n) != 0,
+                matters(TcpState::from_kernel(n)),
+                "state {n}"
+            );
+        }
+    }
 
     #[test]
     fn parses_the_ephemeral_port_range() {

@@ -11,6 +11,7 @@ use std::{
     collections::{HashMap, HashSet},
     fmt, io,
     path::Path,
+    str::FromStr,
 };
 
 use super::{
@@ -43,14 +44,52 @@ impl fmt::Display for OwnerMethod {
     }
 }
 
+/// What `-task-socketstat-owners` asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OwnerRequest {
+    /// The iterator where it loads, else the walk.
+    #[default]
+    Auto,
+    /// Only this method (the iterator still falls back to the walk, with
+    /// an error in the log, rather than leaving sockets without owners).
+    Only(OwnerMethod),
+}
+
+impl FromStr for OwnerRequest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "ebpf_iter" => Ok(Self::Only(OwnerMethod::EbpfIter)),
+            "proc_walk" => Ok(Self::Only(OwnerMethod::ProcWalk)),
+            other => Err(format!(
+                "unknown socket owner method {other:?} (expected auto, ebpf_iter or proc_walk)"
+            )),
+        }
+    }
+}
+
 /// A way of finding socket owners, with its state.
 #[derive(Debug)]
 pub enum OwnerSource {
+    /// Boxed: the loaded object is large next to the cache.
     EbpfIter(Box<SocketIter>),
     ProcWalk(OwnerCache),
 }
 
 impl OwnerSource {
+    /// What `request` asks for; the iterator falls back to the walk.
+    pub fn for_request(request: OwnerRequest) -> Self {
+        match request {
+            OwnerRequest::Only(OwnerMethod::ProcWalk) => {
+                tracing::info!(method = %OwnerMethod::ProcWalk, "socket owners come from the /proc/<pid>/fd walk (-task-socketstat-owners)");
+                Self::proc_walk()
+            }
+            OwnerRequest::Auto | OwnerRequest::Only(OwnerMethod::EbpfIter) => Self::detect(),
+        }
+    }
+
     /// The iterator where it works, otherwise the `/proc` walk.
     pub fn detect() -> Self {
         match Self::ebpf_iter() {
@@ -107,5 +146,31 @@ impl OwnerSource {
             },
             Self::ProcWalk(cache) => cache.resolve(proc_root, wanted),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!("auto".parse(), Ok(OwnerRequest::Auto));
+        assert_eq!(
+            "ebpf_iter".parse(),
+            Ok(OwnerRequest::Only(OwnerMethod::EbpfIter))
+        );
+        assert_eq!(
+            "proc_walk".parse(),
+            Ok(OwnerRequest::Only(OwnerMethod::ProcWalk))
+        );
+        let err = "netlink".parse::<OwnerRequest>().unwrap_err();
+        assert!(err.contains("ebpf_iter"), "{err}");
+    }
+
+    #[test]
+    fn a_forced_walk_never_loads_the_iterator() {
+        let source = OwnerSource::for_request(OwnerRequest::Only(OwnerMethod::ProcWalk));
+        assert_eq!(source.method(), OwnerMethod::ProcWalk);
     }
 }

@@ -11,7 +11,7 @@ use std::{
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::{OwnerMethod, OwnerSource};
+use super::{OwnerMethod, OwnerRequest, OwnerSource};
 use crate::{
     cardinality::{Budget, DependencyBudget},
     dependencies::{self, ClosedLog, RecentlyClosed},
@@ -33,6 +33,8 @@ pub struct SocketTableTask {
     /// Series limit of the dependency families, and how long a closed
     /// connection stays an edge.
     pub budget: Budget,
+    /// `-task-socketstat-owners`.
+    pub owners: OwnerRequest,
 }
 
 impl SocketTableTask {
@@ -60,13 +62,14 @@ impl SocketTableTask {
     ) {
         let started = Instant::now();
         let proc_root = self.proc_root.clone();
+        let request = self.owners;
         let override_ip = self.local_override;
         let owners = owners.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut owners = owners
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let owners = owners.get_or_insert_with(OwnerSource::detect);
+            let owners = owners.get_or_insert_with(|| OwnerSource::for_request(request));
             let table = super::collect_with(&proc_root, owners);
             let method = owners.method();
             let local_ip = override_ip.or_else(local_addr::detect);
