@@ -258,7 +258,7 @@ fn main() {
         "\nParts of one collection (all TCP states dumped; owners of every socket with an inode):\n"
     );
     println!(
-        "| connections | sock_diag dump wall ms | sock_diag dump CPU ms | iterator owners wall ms | iterator owners CPU ms  iterator read alone wall ms | iterator read alone CPU ms |"
+        "| connections | sock_diag dump wall ms | sock_diag dump CPU ms | iterator owners wall ms | iterator owners CPU ms | iterator read alone wall ms | iterator read alone CPU ms |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for line in parts {
