@@ -11,7 +11,7 @@ use std::{
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::{OwnerMethod, OwnerRequest, OwnerSource};
+use super::{OwnerMethod, OwnerSource};
 use crate::{
     cardinality::{Budget, DependencyBudget},
     dependencies::{self, ClosedLog, RecentlyClosed},
@@ -33,17 +33,18 @@ pub struct SocketTableTask {
     /// Series limit of the dependency families, and how long a closed
     /// connection stays an edge.
     pub budget: Budget,
-    /// `-task-socketstat-owners`.
-    pub owners: OwnerRequest,
+    /// Where socket owners come from (see [`OwnerSource::for_request`]).
+    pub owners: OwnerSource,
 }
 
 impl SocketTableTask {
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Chosen at the first collection, off the async threads (loading
-        // the iterator parses the kernel's BTF).
-        let owners = Arc::new(Mutex::new(None));
+        // Shared with the blocking collection jobs; the task keeps an empty
+        // walk cache in its place.
+        let owners = std::mem::replace(&mut self.owners, OwnerSource::proc_walk());
+        let owners = Arc::new(Mutex::new(owners));
         let mut recent = RecentlyClosed::new(self.budget.retention);
         let mut budget = DependencyBudget::default();
         loop {
@@ -56,21 +57,19 @@ impl SocketTableTask {
 
     async fn collect_once(
         &self,
-        owners: &Arc<Mutex<Option<OwnerSource>>>,
+        owners: &Arc<Mutex<OwnerSource>>,
         recent: &mut RecentlyClosed,
         budget: &mut DependencyBudget,
     ) {
         let started = Instant::now();
         let proc_root = self.proc_root.clone();
-        let request = self.owners;
         let override_ip = self.local_override;
         let owners = owners.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut owners = owners
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let owners = owners.get_or_insert_with(|| OwnerSource::for_request(request));
-            let table = super::collect_with(&proc_root, owners);
+            let table = super::collect_with(&proc_root, &mut owners);
             let method = owners.method();
             let local_ip = override_ip.or_else(local_addr::detect);
             (table.map(|table| (table, local_ip)), method)
