@@ -1,9 +1,12 @@
-//! Builds the eBPF object (`planet-agent-ebpf`) with the nightly toolchain
-//! through aya-build and leaves it in `OUT_DIR/planet` for `include_bytes!`.
+//! Builds the eBPF objects (the binaries of `planet-agent-ebpf`) with the
+//! nightly toolchain through aya-build and leaves them in `OUT_DIR` for
+//! `include_bytes!`: `planet` (the flow programs) and `planet-sockets` (the
+//! socket-owner iterator).
 //!
-//! With `AYA_BUILD_SKIP=1` (no BPF toolchain: `cargo check`, editors) an
-//! empty object is written instead; the agent then reports at run time that
-//! it carries no eBPF programs and serves everything else.
+//! With `AYA_BUILD_SKIP=1` (no BPF toolchain: `cargo check`, editors) empty
+//! objects are written instead; the agent then reports at run time that it
+//! carries no eBPF programs, finds socket owners through `/proc` and serves
+//! everything else.
 
 use std::{env, fs, path::PathBuf};
 
@@ -11,7 +14,8 @@ use anyhow::{Context as _, anyhow};
 use cargo_metadata::MetadataCommand;
 
 const EBPF_PACKAGE: &str = "planet-agent-ebpf";
-const EBPF_BINARY: &str = "planet";
+/// The binaries of `planet-agent-ebpf`, one object each.
+const EBPF_BINARIES: [&str; 2] = ["planet", "planet-sockets"];
 
 fn main() -> anyhow::Result<()> {
     build_metadata();
@@ -36,7 +40,9 @@ fn main() -> anyhow::Result<()> {
     let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if skip {
         let out = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR")?);
-        fs::write(out.join(EBPF_BINARY), []).context("write empty eBPF object")?;
+        for binary in EBPF_BINARIES {
+            fs::write(out.join(binary), []).context("write empty eBPF object")?;
+        }
         println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
         return Ok(());
     }

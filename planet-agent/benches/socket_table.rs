@@ -1,9 +1,12 @@
 //! Socket-table collection cost against `ss -tanp` doing the same
 //! enumeration with processes, at 1k, 10k and 50k established loopback
-//! connections, side by side in one run. Prints a markdown table.
+//! connections, side by side in one run: owners from the eBPF `task_file`
+//! iterator and from the `/proc/<pid>/fd` walk (cold and steady each).
+//! Prints a markdown table.
 //!
-//! `cargo bench -p planet-agent --bench socket_table` (as root, so both
-//! see every process). `PLANET_BENCH_ROUNDS` sets repetitions (default 7).
+//! `cargo bench -p planet-agent --bench socket_table` (as root, so every
+//! method sees every process; the iterator must load, the run fails
+//! otherwise). `PLANET_BENCH_ROUNDS` sets repetitions (default 7).
 
 use std::{
     io::{BufRead, Read, Write},
@@ -148,58 +151,64 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full { 7 } else { 1 });
-    let sizes: &[usize] = if full {
-        &[1_000, 10_000, 50_000]
-    } else {
-        &[100]
+    let sizes: Vec<usize> = match std::env::var("PLANET_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().expect("PLANET_BENCH_SIZES: numbers"))
+            .collect(),
+        Err(_) if full => vec![1_000, 10_000, 50_000],
+        Err(_) => vec![100],
     };
+    // Loaded once, as the agent does at its first collection.
+    let cpu = cpu_time(libc::RUSAGE_SELF);
+    let start = Instant::now();
+    let mut iter = socket_table::OwnerSource::ebpf_iter()
+        .unwrap_or_else(|err| panic!("the eBPF socket iterator must load: {err}"));
     println!(
-        "| connections | sockets seen | planet cold wall ms | planet cold CPU ms | planet steady wall ms | planet steady CPU ms | ss -tanp wall ms | ss -tanp CPU ms | wall ratio cold/ss | wall ratio steady/ss | attributed |"
+        "Loading the iterator once at start: {} ms wall, {} ms CPU.\n",
+        ms(start.elapsed()),
+        ms(cpu_time(libc::RUSAGE_SELF) - cpu)
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in sizes {
+    println!(
+        "| connections | sockets seen | method | cold wall ms | cold CPU ms | steady wall ms | steady CPU ms | ss -tanp wall ms | ss -tanp CPU ms | wall ratio cold/ss | wall ratio steady/ss | attributed |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut parts = Vec::new();
+    for &n in &sizes {
         let mut holders = spawn_holders(n);
-        let mut planet_wall = Vec::new();
-        let mut planet_cpu = Vec::new();
-        let mut steady_wall = Vec::new();
-        let mut steady_cpu = Vec::new();
-        let mut ss_wall = Vec::new();
-        let mut ss_cpu = Vec::new();
-        let mut seen = 0;
-        let mut attributed = 0;
+        let mut runs = [Run::default(), Run::default()];
+        let mut ss = Samples::default();
+        let (mut diag, mut owners, mut records) =
+            (Samples::default(), Samples::default(), Samples::default());
         for _ in 0..rounds {
-            let cpu = cpu_time(libc::RUSAGE_SELF);
-            let start = Instant::now();
             // Cold: nothing known yet (the agent's first collection, and
-            // every tenth one, which re-walks /proc).
-            let mut cache = socket_table::OwnerCache::new();
-            let table = socket_table::collect_with(Path::new("/proc"), &mut cache).unwrap();
-            planet_wall.push(start.elapsed());
-            planet_cpu.push(cpu_time(libc::RUSAGE_SELF) - cpu);
-            // Steady: the collections in between, with the owners known.
-            let cpu = cpu_time(libc::RUSAGE_SELF);
-            let start = Instant::now();
-            let steady = socket_table::collect_with(Path::new("/proc"), &mut cache).unwrap();
-            steady_wall.push(start.elapsed());
-            steady_cpu.push(cpu_time(libc::RUSAGE_SELF) - cpu);
-            // Sockets of the machine come and go between two collections;
-            // the held ones must be attributed in both.
-            let owned = |t: &socket_table::SocketTable| {
-                t.connections
-                    .iter()
-                    .filter(|c| !c.process.is_empty())
-                    .count()
-            };
-            assert!(
-                owned(&steady) + 16 >= owned(&table),
-                "steady collection lost owners"
+            // for the walk every tenth one, which re-walks /proc).
+            // Steady: the collections in between. The iterator keeps
+            // nothing between collections: both are full runs.
+            let mut walk = socket_table::OwnerSource::proc_walk();
+            runs[1].measure(&mut walk);
+            runs[0].measure(&mut iter);
+            assert_eq!(
+                iter.method(),
+                socket_table::OwnerMethod::EbpfIter,
+                "iterator failed over"
             );
-            seen = table.connections.len();
-            attributed = table
-                .connections
+
+            // Where an iterator collection's time goes.
+            let (sockets, wall, cpu) = timed(|| socket_table::diag::dump_tcp().unwrap());
+            diag.push(wall, cpu);
+            let wanted = sockets
                 .iter()
-                .filter(|c| !c.process.is_empty())
-                .count();
+                .map(|s| s.inode)
+                .filter(|&i| i != 0)
+                .collect();
+            let (_, wall, cpu) = timed(|| iter.resolve(Path::new("/proc"), &wanted).unwrap());
+            owners.push(wall, cpu);
+            let socket_table::OwnerSource::EbpfIter(raw) = &mut iter else {
+                panic!("iterator failed over")
+            };
+            let (_, wall, cpu) = timed(|| raw.for_each_record(|_| {}).unwrap());
+            records.push(wall, cpu);
 
             let cpu = cpu_time(libc::RUSAGE_CHILDREN);
             let start = Instant::now();
@@ -208,32 +217,116 @@ fn main() {
                 .stdout(Stdio::null())
                 .status()
                 .expect("run ss (iproute2)");
-            ss_wall.push(start.elapsed());
-            ss_cpu.push(cpu_time(libc::RUSAGE_CHILDREN) - cpu);
+            ss.push(start.elapsed(), cpu_time(libc::RUSAGE_CHILDREN) - cpu);
             assert!(status.success());
         }
-        let (pw, pc, tw, tc, sw, sc) = (
-            median(planet_wall),
-            median(planet_cpu),
-            median(steady_wall),
-            median(steady_cpu),
-            median(ss_wall),
-            median(ss_cpu),
-        );
-        println!(
-            "| {n} | {seen} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {attributed}/{seen} |",
-            ms(pw),
-            ms(pc),
-            ms(tw),
-            ms(tc),
-            ms(sw),
-            ms(sc),
-            pw.as_secs_f64() / sw.as_secs_f64(),
-            tw.as_secs_f64() / sw.as_secs_f64()
-        );
+        let (sw, sc) = ss.medians();
+        for (method, run) in ["ebpf_iter", "proc_walk"].iter().zip(runs) {
+            let (pw, pc) = run.cold.medians();
+            let (tw, tc) = run.steady.medians();
+            println!(
+                "| {n} | {} | {method} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {}/{} |",
+                run.seen,
+                ms(pw),
+                ms(pc),
+                ms(tw),
+                ms(tc),
+                ms(sw),
+                ms(sc),
+                pw.as_secs_f64() / sw.as_secs_f64(),
+                tw.as_secs_f64() / sw.as_secs_f64(),
+                run.attributed,
+                run.seen,
+            );
+        }
+        let ((dw, dc), (ow, oc), (rw, rc)) = (diag.medians(), owners.medians(), records.medians());
+        parts.push(format!(
+            "| {n} | {} | {} | {} | {} | {} | {} |",
+            ms(dw),
+            ms(dc),
+            ms(ow),
+            ms(oc),
+            ms(rw),
+            ms(rc)
+        ));
         for child in &mut holders {
             drop(child.stdin.take());
             child.wait().unwrap();
         }
+    }
+    println!(
+        "\nParts of one collection (all TCP states dumped; owners of every socket with an inode):\n"
+    );
+    println!(
+        "| connections | sock_diag dump wall ms | sock_diag dump CPU ms | iterator owners wall ms | iterator owners CPU ms | iterator read alone wall ms | iterator read alone CPU ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for line in parts {
+        println!("{line}");
+    }
+}
+
+/// Runs `f` once: its result, wall time and CPU time.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
+    let cpu = cpu_time(libc::RUSAGE_SELF);
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed(), cpu_time(libc::RUSAGE_SELF) - cpu)
+}
+
+/// Wall and CPU times of repeated runs.
+#[derive(Default)]
+struct Samples {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl Samples {
+    fn push(&mut self, wall: Duration, cpu: Duration) {
+        self.wall.push(wall);
+        self.cpu.push(cpu);
+    }
+
+    fn medians(self) -> (Duration, Duration) {
+        (median(self.wall), median(self.cpu))
+    }
+}
+
+/// One method's cold and steady collections.
+#[derive(Default)]
+struct Run {
+    cold: Samples,
+    steady: Samples,
+    seen: usize,
+    attributed: usize,
+}
+
+impl Run {
+    /// A cold collection with `source` as it is, then a steady one.
+    fn measure(&mut self, source: &mut socket_table::OwnerSource) {
+        let timed = |source: &mut socket_table::OwnerSource| {
+            let cpu = cpu_time(libc::RUSAGE_SELF);
+            let start = Instant::now();
+            let table = socket_table::collect_with(Path::new("/proc"), source).unwrap();
+            (table, start.elapsed(), cpu_time(libc::RUSAGE_SELF) - cpu)
+        };
+        let (table, wall, cpu) = timed(source);
+        self.cold.push(wall, cpu);
+        let (steady, wall, cpu) = timed(source);
+        self.steady.push(wall, cpu);
+        // Sockets of the machine come and go between two collections;
+        // the held ones must be attributed in both.
+        let owned = |t: &socket_table::SocketTable| {
+            t.connections
+                .iter()
+                .filter(|c| !c.process.is_empty())
+                .count()
+        };
+        assert!(
+            owned(&steady) + 16 >= owned(&table),
+            "steady collection lost owners"
+        );
+        self.seen = table.connections.len();
+        self.attributed = owned(&table);
     }
 }

@@ -15,7 +15,7 @@ use crate::{
     inventory::{self, InventoryConfig, InventoryTask},
     local_addr, metrics,
     snapshot::{ProbeState, Store},
-    socket_table::SocketTableTask,
+    socket_table::{OwnerSource, SocketTableTask},
     traffic_sources::{self, DarkstatSource, EbpfExporterSource, ScrapeTask, scrape::ScrapeClient},
     web_config::WebConfig,
 };
@@ -45,6 +45,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         basic_auth = web.auth.is_some(),
         "serving /metrics"
     );
+
+    // Where socket owners come from, chosen here on the main thread before
+    // any other loader runs: loading the socket iterator parses the
+    // kernel's BTF, and only the main thread's heap is handed back whole by
+    // malloc_trim (on a blocking thread ~15 MiB stayed resident).
+    let owners = cli
+        .task_socketstat_enabled
+        .then(|| OwnerSource::for_request(cli.task_socketstat_owners));
 
     // Closed connections travel from the flow task to the socket table task.
     let closed_log = cli
@@ -80,7 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         config.max_bytes = cli.task_inventory_max_bytes;
         tasks.spawn(InventoryTask::new(config).run(store.clone(), shutdown.clone()));
     }
-    if cli.task_socketstat_enabled {
+    if let Some(owners) = owners {
         let task = SocketTableTask {
             store: store.clone(),
             interval: cli.task_interval,
@@ -88,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             proc_root: "/proc".into(),
             closed: closed_log.clone().unwrap_or_default(),
             budget: cli.budget(),
+            owners,
         };
         tasks.spawn(task.run(shutdown.clone()));
     } else {

@@ -11,7 +11,7 @@ use planet_cli::{
     go_flags::{self, parse_log_level},
 };
 
-use crate::ebpf::ModeRequest;
+use crate::{ebpf::ModeRequest, socket_table::OwnerRequest};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -78,6 +78,11 @@ pub struct Cli {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value = "true", value_parser = BoolishValueParser::new())]
     pub task_socketstat_enabled: bool,
+
+    /// How the socketstat task finds each socket's process: auto (the eBPF
+    /// task_file iterator where it loads, else /proc), ebpf_iter or proc_walk
+    #[arg(long, default_value = "auto", value_name = "METHOD")]
+    pub task_socketstat_owners: OwnerRequest,
 
     /// Enable darkstat collector task
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
@@ -243,6 +248,7 @@ mod tests {
         assert_eq!(cli.log_level, tracing::Level::INFO);
         assert!(cli.task_flow_enabled);
         assert_eq!(cli.task_flow_mode, ModeRequest::Auto);
+        assert_eq!(cli.task_socketstat_owners, OwnerRequest::Auto);
         assert_eq!(cli.inventory_interval(), Duration::from_secs(175));
         assert_eq!(cli.task_inventory_timeout, Duration::from_secs(10));
         assert_eq!(cli.local_address, None);
@@ -292,8 +298,13 @@ mod tests {
         let cli = parse(&[
             "--task-interval=2s",
             "--task-socketstat-enabled=false",
+            "--task-socketstat-owners=proc_walk",
             "--version",
         ]);
+        assert_eq!(
+            cli.task_socketstat_owners,
+            OwnerRequest::Only(crate::socket_table::OwnerMethod::ProcWalk)
+        );
         assert_eq!(cli.task_interval, Duration::from_secs(2));
         assert!(!cli.task_socketstat_enabled);
         assert!(cli.version);
@@ -305,6 +316,7 @@ mod tests {
             &["-task-interval", "0s"][..],
             &["-task-interval", "soon"],
             &["-task-flow-mode", "uprobe"],
+            &["-task-socketstat-owners", "netlink"],
             &["-log-level", "loud"],
             &["-listen-address", "nowhere"],
             &["-no-such-flag"],

@@ -30,23 +30,27 @@ pub const REQUIRED: [Capability; 4] = [
     Capability {
         name: "CAP_BPF",
         bit: 39,
-        without: "the eBPF maps and programs cannot be created: no per-process byte counts",
+        without: "the eBPF maps and programs cannot be created: no per-process byte counts, \
+                  and socket owners come from the /proc walk instead of the eBPF iterator",
     },
     Capability {
         name: "CAP_PERFMON",
         bit: 38,
-        without: "tracepoint programs cannot be loaded or attached: no per-process byte counts",
+        without: "tracing programs cannot be loaded or attached: no per-process byte counts, \
+                  and socket owners come from the /proc walk instead of the eBPF iterator",
     },
     Capability {
         name: "CAP_DAC_READ_SEARCH",
         bit: 2,
-        without: "tracefs (mode 0700) and other users' /proc/<pid>/fd cannot be read: \
-                  no byte counts, and sockets of other users' processes have no process name",
+        without: "tracefs (mode 0700) cannot be read: no byte counts; and where the eBPF \
+                  socket iterator is unavailable, other users' /proc/<pid>/fd cannot be read: \
+                  sockets of other users' processes have no process name",
     },
     Capability {
         name: "CAP_SYS_PTRACE",
         bit: 19,
-        without: "other users' /proc/<pid>/fd links cannot be read: \
+        without: "where the eBPF socket iterator is unavailable (or -task-socketstat-owners \
+                  proc_walk), other users' /proc/<pid>/fd links cannot be read: \
                   sockets of other users' processes have no process name",
     },
 ];

@@ -22,6 +22,7 @@ use crate::{
     ebpf::ProbeMode,
     flow::{Edge, KernelStats, ProgramStats, Rates, SeriesReport},
     inventory::{Inventory, InventoryStatus},
+    socket_table::OwnerMethod,
     traffic_sources::ExternalTraffic,
 };
 
@@ -93,6 +94,9 @@ pub struct Snapshot {
     pub dependencies: Arc<Dependencies>,
     /// This host's address (routing table or `-local-address`).
     pub local_ip: Option<IpAddr>,
+    /// How the socket table finds socket owners; `None` until its first
+    /// collection (or while it is disabled).
+    pub socket_owners: Option<OwnerMethod>,
     /// darkstat and ebpf_exporter numbers, and what picks the traffic source.
     pub external: Arc<ExternalTraffic>,
 }

@@ -1,8 +1,10 @@
 //! The agent runs as an unprivileged user holding only the capabilities in
 //! `planet_agent::privileges::REQUIRED`, and still counts exact bytes and
-//! names another user's process; each of those capabilities is needed (the
-//! agent loses something without it); and the deployment files in `setup/`
-//! grant exactly that set.
+//! names another user's process (through the eBPF socket iterator); each of
+//! those capabilities is needed (the agent loses something without it; the
+//! two `/proc` ones only where socket owners come from the `/proc` walk,
+//! checked with `-task-socketstat-owners proc_walk`); and the deployment
+//! files in `setup/` grant exactly that set.
 //!
 //! The agent is started through util-linux `setpriv` with a numeric uid and
 //! gid (65534, `nobody` on Debian) and the capabilities as inheritable,
@@ -94,9 +96,9 @@ fn mask(caps: &[Capability]) -> u64 {
     caps.iter().fold(0, |m, cap| m | (1u64 << cap.bit))
 }
 
-/// Starts the agent as [`UNPRIVILEGED`] holding exactly `caps`, and checks
-/// from `/proc` that it does.
-fn start_unprivileged(binary: &AgentCopy, caps: &[Capability]) -> AgentProcess {
+/// Starts the agent as [`UNPRIVILEGED`] holding exactly `caps`, with
+/// `extra` flags, and checks from `/proc` that it does.
+fn start_unprivileged(binary: &AgentCopy, caps: &[Capability], extra: &[&str]) -> AgentProcess {
     let list = setpriv_caps(caps);
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--reuid={UNPRIVILEGED}"))
@@ -107,7 +109,7 @@ fn start_unprivileged(binary: &AgentCopy, caps: &[Capability]) -> AgentProcess {
         .arg(format!("--bounding-set={list}"))
         .arg("--")
         .arg(binary.path());
-    let agent = AgentProcess::start_command(cmd, "1s", &[])
+    let agent = AgentProcess::start_command(cmd, "1s", extra)
         .unwrap_or_else(|err| panic!("start the agent through setpriv: {err:#}"));
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))
         .expect("read the agent's /proc status");
@@ -180,7 +182,7 @@ fn unprivileged_agent_with_the_required_set_counts_exact_bytes() {
     require_root();
     let _turn = serial();
     let binary = AgentCopy::new();
-    let agent = start_unprivileged(&binary, &REQUIRED);
+    let agent = start_unprivileged(&binary, &REQUIRED, &[]);
     if let Err(err) = agent.wait_for(|s| attached(s) == Some(1.0), TIMEOUT) {
         panic!("flow programs did not attach with {REQUIRED:?}: {err:#}");
     }
@@ -231,6 +233,12 @@ fn unprivileged_agent_with_the_required_set_counts_exact_bytes() {
     for task in ["flow", "socketstat"] {
         assert!(task_ok(&samples, task), "task {task} failed");
     }
+    assert_eq!(
+        owner_method(&samples).as_deref(),
+        Some("ebpf_iter"),
+        "with the required set the socket table must use the eBPF iterator:\n{}",
+        agent.logs()
+    );
     assert!(
         !agent.logs().contains("capability missing"),
         "the agent reported a missing capability:\n{}",
@@ -238,11 +246,20 @@ fn unprivileged_agent_with_the_required_set_counts_exact_bytes() {
     );
 }
 
+/// `planet_socket_owner_method`'s method.
+fn owner_method(samples: &[Sample]) -> Option<String> {
+    prom::select(samples, "planet_socket_owner_method", &[])
+        .find(|s| s.value == 1.0)
+        .and_then(|s| s.label("method"))
+        .map(str::to_owned)
+}
+
 /// What an agent without one capability still manages.
 #[derive(Debug, PartialEq, Eq)]
 struct Degraded {
     attached: bool,
     names_other_users: bool,
+    owner_method: Option<String>,
 }
 
 #[test]
@@ -254,62 +271,71 @@ fn each_required_capability_is_needed() {
     let mut seen = Vec::new();
     for (i, dropped) in REQUIRED.iter().enumerate() {
         let caps: Vec<Capability> = REQUIRED.iter().copied().filter(|c| c != dropped).collect();
-        let agent = start_unprivileged(&binary, &caps);
-        let server_comm = comm(&format!("d{i}"));
-        let server = root_server(&net, &server_comm, 0);
-        let port = server.addr().port();
-        // Wait until the socket table lists the listener and the flow task
-        // has reported, then read what the agent made of them.
-        let settled = |s: &[Sample]| {
-            listener_name(s, port).is_some()
-                && prom::value(s, "planet_task_last_run_success", &[("task", "flow")]).is_some()
+        let walk_only = matches!(dropped.name, "CAP_DAC_READ_SEARCH" | "CAP_SYS_PTRACE");
+        // The /proc capabilities matter where owners come from the walk.
+        let runs: &[&[&str]] = if walk_only {
+            &[&[], &["-task-socketstat-owners=proc_walk"]]
+        } else {
+            &[&[]]
         };
-        let samples = agent.wait_for(settled, TIMEOUT).unwrap_or_else(|err| {
-            panic!("without {dropped}: agent never listed port {port}: {err:#}")
-        });
-        let outcome = Degraded {
-            attached: attached(&samples) == Some(1.0),
-            names_other_users: listener_name(&samples, port).as_deref()
-                == Some(server_comm.as_str()),
-        };
-        let expected = match dropped.name {
-            "CAP_BPF" | "CAP_PERFMON" => Degraded {
-                attached: false,
-                names_other_users: true,
-            },
-            "CAP_DAC_READ_SEARCH" => Degraded {
-                attached: false,
-                names_other_users: false,
-            },
-            "CAP_SYS_PTRACE" => Degraded {
-                attached: true,
-                names_other_users: false,
-            },
-            other => panic!("no expectation for {other}; add one"),
-        };
-        assert_eq!(outcome, expected, "agent without {dropped}");
-        if !outcome.attached {
-            // The rejected mode names the cause, not just "failed".
-            let reasons: Vec<&str> = prom::select(&samples, "planet_flow_mode_rejected", &[])
-                .filter_map(|s| s.label("reason"))
-                .collect();
-            let hint = match dropped.name {
-                "CAP_DAC_READ_SEARCH" => "CAP_DAC_READ_SEARCH",
-                _ => "Operation not permitted",
+        for (r, flags) in runs.iter().enumerate() {
+            let agent = start_unprivileged(&binary, &caps, flags);
+            let server_comm = comm(&format!("d{i}{r}"));
+            let server = root_server(&net, &server_comm, 0);
+            let port = server.addr().port();
+            // Wait until the socket table lists the listener and the flow task
+            // has reported, then read what the agent made of them.
+            let settled = |s: &[Sample]| {
+                listener_name(s, port).is_some()
+                    && prom::value(s, "planet_task_last_run_success", &[("task", "flow")]).is_some()
             };
+            let samples = agent.wait_for(settled, TIMEOUT).unwrap_or_else(|err| {
+                panic!("without {dropped} {flags:?}: agent never listed port {port}: {err:#}")
+            });
+            let outcome = Degraded {
+                attached: attached(&samples) == Some(1.0),
+                names_other_users: listener_name(&samples, port).as_deref()
+                    == Some(server_comm.as_str()),
+                owner_method: owner_method(&samples),
+            };
+            let expect = |attached, names_other_users, method: &str| Degraded {
+                attached,
+                names_other_users,
+                owner_method: Some(method.to_owned()),
+            };
+            let expected = match (dropped.name, flags.is_empty()) {
+                ("CAP_BPF" | "CAP_PERFMON", _) => expect(false, true, "proc_walk"),
+                // The iterator needs neither /proc capability.
+                ("CAP_DAC_READ_SEARCH", true) => expect(false, true, "ebpf_iter"),
+                ("CAP_DAC_READ_SEARCH", false) => expect(false, false, "proc_walk"),
+                ("CAP_SYS_PTRACE", true) => expect(true, true, "ebpf_iter"),
+                ("CAP_SYS_PTRACE", false) => expect(true, false, "proc_walk"),
+                (other, _) => panic!("no expectation for {other}; add one"),
+            };
+            assert_eq!(outcome, expected, "agent without {dropped} {flags:?}");
+            if !outcome.attached {
+                // The rejected mode names the cause, not just "failed".
+                let reasons: Vec<&str> = prom::select(&samples, "planet_flow_mode_rejected", &[])
+                    .filter_map(|s| s.label("reason"))
+                    .collect();
+                let hint = match dropped.name {
+                    "CAP_DAC_READ_SEARCH" => "CAP_DAC_READ_SEARCH",
+                    _ => "Operation not permitted",
+                };
+                assert!(
+                    reasons.iter().any(|r| r.contains(hint)),
+                    "without {dropped}, planet_flow_mode_rejected should mention {hint:?}: {reasons:?}"
+                );
+            }
+            let logs = agent.logs();
             assert!(
-                reasons.iter().any(|r| r.contains(hint)),
-                "without {dropped}, planet_flow_mode_rejected should mention {hint:?}: {reasons:?}"
+                logs.contains("capability missing") && logs.contains(dropped.name),
+                "the agent did not say it lacks {dropped}:\n{logs}"
             );
+            drop(server);
+            drop(agent);
         }
-        let logs = agent.logs();
-        assert!(
-            logs.contains("capability missing") && logs.contains(dropped.name),
-            "the agent did not say it lacks {dropped}:\n{logs}"
-        );
         seen.push(dropped.name);
-        drop(server);
-        drop(agent);
     }
     assert_eq!(seen.len(), REQUIRED.len());
 }

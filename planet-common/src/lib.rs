@@ -10,10 +10,12 @@
 pub mod config;
 pub mod flow;
 pub mod names;
+pub mod sockets;
 pub mod stats;
 
 pub use config::ProbeConfig;
 pub use flow::{ClosedFlow, FlowMeta, FlowValue, Origin};
+pub use sockets::{SocketIterConfig, SocketOwnerRecord};
 pub use stats::Stat;
 
 /// `AF_INET` as the kernel numbers it.
@@ -46,4 +48,6 @@ mod pod {
     unsafe impl aya::Pod for crate::ClosedFlow {}
     // SAFETY: as above.
     unsafe impl aya::Pod for crate::ProbeConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for crate::SocketIterConfig {}
 }

@@ -76,3 +76,16 @@ pub mod kprobe {
     /// kretprobe on `tcp_recvmsg`: forgets the call.
     pub const RECV_RETURN: &str = "planet_krp_recv";
 }
+
+/// The socket-owner iterator, a separate small object (`planet-sockets`)
+/// so loading it never creates the flow programs' maps.
+pub mod sockets {
+    /// The iterator program: one [`crate::SocketOwnerRecord`] per socket
+    /// descriptor of every process.
+    pub const PROGRAM: &str = "planet_iter_sockets";
+    /// The kernel iterator it attaches to (`bpf_iter_<TARGET>`; the
+    /// program's ELF section is `iter/<TARGET>`).
+    pub const TARGET: &str = "task_file";
+    /// Global holding the [`crate::SocketIterConfig`] for the running kernel.
+    pub const CONFIG_GLOBAL: &str = "PLANET_SOCKETS_CONFIG";
+}

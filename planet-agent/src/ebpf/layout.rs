@@ -281,24 +281,84 @@ impl KernelBtf {
         self.member_offset("sock", "sk_protocol")
     }
 
-    /// Byte offset of a byte-aligned, non-bitfield member of a struct.
+    /// Byte offset of a byte-aligned, non-bitfield member of a struct, as
+    /// the programs' `u16` offsets hold it.
     fn member_offset(&self, structure: &str, member: &str) -> Option<u16> {
+        let layout = self.member(structure, member)?;
+        u16::try_from(layout.offset).ok()
+    }
+
+    /// Byte offset and size of `member` in `struct strukt`, looking inside
+    /// anonymous structs and unions. `None` when either is missing (or the
+    /// member is a bitfield).
+    pub fn member(&self, strukt: &str, member: &str) -> Option<MemberLayout> {
         let btf = &self.btf;
-        let types = btf.resolve_types_by_name(structure).ok()?;
-        let btf_rs::Type::Struct(found) = types
+        let found = btf
+            .resolve_types_by_name(strukt)
+            .ok()?
             .into_iter()
-            .find(|t| matches!(t, btf_rs::Type::Struct(_)))?
-        else {
-            return None;
-        };
-        let field = found
-            .members
-            .iter()
-            .find(|m| btf.resolve_name(*m).is_ok_and(|name| name == member))?;
-        if field.bitfield_size().is_some_and(|bits| bits != 0) || field.bit_offset() % 8 != 0 {
-            return None;
+            .find_map(|t| match t {
+                btf_rs::Type::Struct(s) => Some(s),
+                _ => None,
+            })?;
+        self.find_member(&found, member, 0)
+    }
+
+    fn find_member(
+        &self,
+        strukt: &btf_rs::Struct,
+        wanted: &str,
+        base_bits: u32,
+    ) -> Option<MemberLayout> {
+        let btf = &self.btf;
+        for m in &strukt.members {
+            if m.bitfield_size().is_some_and(|bits| bits != 0) {
+                continue;
+            }
+            let bits = base_bits + m.bit_offset();
+            let name = btf.resolve_name(m).unwrap_or_default();
+            let ty = btf.resolve_chained_type(m).ok()?;
+            if name == wanted {
+                return Some(MemberLayout {
+                    offset: bits / 8,
+                    size: self.size_of(&ty)?,
+                });
+            }
+            if name.is_empty()
+                && let btf_rs::Type::Struct(inner) | btf_rs::Type::Union(inner) = &ty
+                && let Some(found) = self.find_member(inner, wanted, bits)
+            {
+                return Some(found);
+            }
         }
-        u16::try_from(field.bit_offset() / 8).ok()
+        None
+    }
+
+    /// Size in bytes of a type, through typedefs and qualifiers.
+    fn size_of(&self, ty: &btf_rs::Type) -> Option<usize> {
+        use btf_rs::Type;
+        let mut ty = ty.clone();
+        // Typedef chains are short; the bound only guards malformed BTF.
+        for _ in 0..16 {
+            ty = match &ty {
+                Type::Int(i) => return Some(i.size()),
+                Type::Ptr(_) => return Some(size_of::<u64>()),
+                Type::Enum(e) => return Some(e.size()),
+                Type::Enum64(e) => return Some(e.size()),
+                Type::Struct(s) | Type::Union(s) => return Some(s.size()),
+                Type::Array(a) => {
+                    let elem = self.btf.resolve_chained_type(a).ok()?;
+                    return Some(a.len() * self.size_of(&elem)?);
+                }
+                Type::Typedef(t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::Const(t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::Volatile(t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::Restrict(t) => self.btf.resolve_chained_type(t).ok()?,
+                Type::TypeTag(t) => self.btf.resolve_chained_type(t).ok()?,
+                _ => return None,
+            };
+        }
+        None
     }
 
     /// Parameter names of the kernel function `name`, in order.
@@ -335,6 +395,15 @@ impl KernelBtf {
             .ok_or(LayoutError::MissingFunction("tcp_recvmsg"))?;
         RecvSignature::from_parameters(&params)
     }
+}
+
+/// Where a structure member lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberLayout {
+    /// Byte offset from the start of the structure.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: usize,
 }
 
 /// The signatures `tcp_recvmsg` has had, by parameter count.

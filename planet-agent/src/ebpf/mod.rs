@@ -146,13 +146,13 @@ fn load_mode(mode: ProbeMode, limits: MapLimits) -> Result<Ebpf, LoadError> {
 /// Loading parses the kernel's BTF (several MiB of small allocations);
 /// hand the freed memory back to the system instead of keeping it in the
 /// allocator's arenas for the agent's whole life.
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     // SAFETY: malloc_trim only walks glibc's own heap.
     unsafe { libc::malloc_trim(0) };
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
-fn raise_memlock_limit() {
+pub(crate) fn raise_memlock_limit() {
     let limit = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,

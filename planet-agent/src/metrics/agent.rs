@@ -48,6 +48,11 @@ pub const FLOW_MODE_REJECTED: Spec = Spec::gauge(
     "Probe modes that were tried and rejected on this kernel, with the reason",
     &["mode", "reason"],
 );
+pub const SOCKET_OWNER_METHOD: Spec = Spec::gauge(
+    "planet_socket_owner_method",
+    "How the socket table finds the process of each socket: ebpf_iter (eBPF task_file iterator) or proc_walk (/proc/<pid>/fd links)",
+    &["method"],
+);
 pub const INVENTORY_ENTRIES: Spec = Spec::gauge(
     "planet_inventory_entries",
     "Entries in the inventory in use",
@@ -103,7 +108,7 @@ pub const SERIES_FOLDED: Spec = Spec::gauge(
     &["family"],
 );
 
-pub const SPECS: [&Spec; 16] = [
+pub const SPECS: [&Spec; 17] = [
     &TASK_SECONDS,
     &SERIES_FOLDED_TOTAL,
     &SERIES_FOLDED,
@@ -115,6 +120,7 @@ pub const SPECS: [&Spec; 16] = [
     &PROGRAMS_ATTACHED,
     &FLOW_MODE,
     &FLOW_MODE_REJECTED,
+    &SOCKET_OWNER_METHOD,
     &INVENTORY_ENTRIES,
     &INVENTORY_LAST_SUCCESS,
     &INVENTORY_FAILURES,
@@ -174,6 +180,11 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
             .into_iter()
             .filter_map(Family::finish),
     );
+    if let Some(method) = snapshot.socket_owners {
+        let mut family = Family::new(&SOCKET_OWNER_METHOD);
+        family.push(&[method.as_str()], 1.0);
+        out.extend(family.finish());
+    }
 
     let mut folded_total = Family::new(&SERIES_FOLDED_TOTAL);
     let mut folded = Family::new(&SERIES_FOLDED);

@@ -9,6 +9,7 @@ use crate::{
     flow::{Counts, Direction, Edge, EdgeKey, SeriesReport},
     inventory::{Host, Inventory, InventoryStatus},
     snapshot::{FlowReport, ProbeState, Store},
+    socket_table::OwnerMethod,
 };
 
 fn text(registry: &Registry) -> String {
@@ -101,6 +102,24 @@ fn failed_probe_is_visible() {
         out.contains(r#"planet_task_last_run_success{task="flow"} 0"#),
         "{out}"
     );
+}
+
+#[test]
+fn socket_owner_method_is_visible_once_chosen() {
+    let store = Arc::new(Store::new());
+    let registry = registry(store.clone()).unwrap();
+    assert!(!text(&registry).contains("planet_socket_owner_method"));
+    for method in [OwnerMethod::EbpfIter, OwnerMethod::ProcWalk] {
+        store.update(|s| s.socket_owners = Some(method));
+        let out = text(&registry);
+        let line = format!("planet_socket_owner_method{{method=\"{method}\"}} 1");
+        assert!(out.contains(&line), "missing {line}\n{out}");
+        assert_eq!(
+            out.matches("planet_socket_owner_method{").count(),
+            1,
+            "{out}"
+        );
+    }
 }
 
 fn inventory() -> Arc<Inventory> {

@@ -1,17 +1,22 @@
 //! The socket table task (planet-exporter's `socketstat`): every TCP socket
 //! of this network namespace, IPv4 and IPv6, with its owning process.
 //!
-//! Enumeration uses netlink `sock_diag` ([`diag`]) and a `/proc/<pid>/fd`
-//! walk that stops once every socket is attributed ([`owners`]); the
-//! choice is measured against `ss -tanp` in `BENCHMARKS.md`.
+//! Sockets come from netlink `sock_diag` ([`diag`]); their owners from an
+//! eBPF `task_file` iterator ([`iter`]) where the kernel and privileges
+//! allow it, else from a `/proc/<pid>/fd` walk that stops once every socket
+//! is attributed ([`owners`]). [`source`] picks one. The choice is measured
+//! against `ss -tanp` in `BENCHMARKS.md`.
 
 pub mod diag;
+pub mod iter;
 pub mod owners;
+pub mod source;
 mod task;
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 pub use owners::OwnerCache;
+pub use source::{OwnerMethod, OwnerRequest, OwnerSource};
 pub use task::{SocketTableTask, TASK_NAME};
 
 /// TCP states as the kernel numbers them.
@@ -97,21 +102,22 @@ pub fn listening_ports() -> std::io::Result<std::collections::HashSet<u16>> {
         .collect())
 }
 
-/// Enumerates TCP sockets and their owners, from scratch.
+/// Enumerates TCP sockets and their owners, from scratch, with the `/proc`
+/// walk.
 pub fn collect(proc_root: &Path) -> std::io::Result<SocketTable> {
-    collect_with(proc_root, &mut OwnerCache::new())
+    collect_with(proc_root, &mut OwnerSource::proc_walk())
 }
 
-/// Enumerates TCP sockets, reusing owners found by earlier collections
-/// (see [`OwnerCache`]).
-pub fn collect_with(proc_root: &Path, cache: &mut OwnerCache) -> std::io::Result<SocketTable> {
-    let sockets = diag::dump_tcp()?;
+/// Enumerates TCP sockets, their owners coming from `owners` (which may
+/// keep what it found for later collections).
+pub fn collect_with(proc_root: &Path, owners: &mut OwnerSource) -> std::io::Result<SocketTable> {
+    let sockets = diag::dump_tcp_states(REPORTED_STATES)?;
     let wanted = sockets
         .iter()
         .filter(|s| s.inode != 0 && matters(s.state))
         .map(|s| s.inode)
         .collect();
-    let owners = cache.resolve(proc_root, &wanted)?;
+    let owners = owners.resolve(proc_root, &wanted)?;
     let process = |inode: u64| {
         owners
             .get(&inode)
@@ -144,6 +150,9 @@ pub fn collect_with(proc_root: &Path, cache: &mut OwnerCache) -> std::io::Result
     Ok(table)
 }
 
+/// [`matters`] as a `sock_diag` state mask: the kernel leaves the rest out.
+const REPORTED_STATES: u32 = 1 << 1 | 1 << 6 | 1 << 10;
+
 /// The states planet-exporter reports: listeners and peered sockets.
 fn matters(state: TcpState) -> bool {
     matches!(
@@ -157,6 +166,17 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn the_state_mask_is_the_reported_states() {
+        for n in 0..32u8 {
+            assert_eq!(
+                REPORTED_STATES & (1 << n) != 0,
+                matters(TcpState::from_kernel(n)),
+                "state {n}"
+            );
+        }
+    }
 
     #[test]
     fn parses_the_ephemeral_port_range() {

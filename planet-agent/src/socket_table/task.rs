@@ -11,7 +11,7 @@ use std::{
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::OwnerCache;
+use super::{OwnerMethod, OwnerSource};
 use crate::{
     cardinality::{Budget, DependencyBudget},
     dependencies::{self, ClosedLog, RecentlyClosed},
@@ -33,43 +33,52 @@ pub struct SocketTableTask {
     /// Series limit of the dependency families, and how long a closed
     /// connection stays an edge.
     pub budget: Budget,
+    /// Where socket owners come from (see [`OwnerSource::for_request`]).
+    pub owners: OwnerSource,
 }
 
 impl SocketTableTask {
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let cache = Arc::new(Mutex::new(OwnerCache::new()));
+        // Shared with the blocking collection jobs; the task keeps an empty
+        // walk cache in its place.
+        let owners = std::mem::replace(&mut self.owners, OwnerSource::proc_walk());
+        let owners = Arc::new(Mutex::new(owners));
         let mut recent = RecentlyClosed::new(self.budget.retention);
         let mut budget = DependencyBudget::default();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = ticker.tick() => self.collect_once(&cache, &mut recent, &mut budget).await,
+                _ = ticker.tick() => self.collect_once(&owners, &mut recent, &mut budget).await,
             }
         }
     }
 
     async fn collect_once(
         &self,
-        cache: &Arc<Mutex<OwnerCache>>,
+        owners: &Arc<Mutex<OwnerSource>>,
         recent: &mut RecentlyClosed,
         budget: &mut DependencyBudget,
     ) {
         let started = Instant::now();
         let proc_root = self.proc_root.clone();
         let override_ip = self.local_override;
-        let cache = cache.clone();
+        let owners = owners.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let mut cache = cache
+            let mut owners = owners
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let table = super::collect_with(&proc_root, &mut cache)?;
+            let table = super::collect_with(&proc_root, &mut owners);
+            let method = owners.method();
             let local_ip = override_ip.or_else(local_addr::detect);
-            Ok::<_, std::io::Error>((table, local_ip))
+            (table.map(|table| (table, local_ip)), method)
         })
         .await;
-        match result {
+        if let Ok((_, method)) = &result {
+            self.report_method(*method);
+        }
+        match result.map(|(table, _)| table) {
             Ok(Ok((table, local_ip))) => {
                 let snapshot = self.store.load();
                 let now = Instant::now();
@@ -105,6 +114,14 @@ impl SocketTableTask {
                 tracing::error!(error = %err, "socketstat collect panicked");
                 self.store.task_ran(TASK_NAME, false, started.elapsed());
             }
+        }
+    }
+
+    /// Publishes the owner method when it changes (at start, or when the
+    /// iterator fails and the walk takes over).
+    fn report_method(&self, method: OwnerMethod) {
+        if self.store.load().socket_owners != Some(method) {
+            self.store.update(|s| s.socket_owners = Some(method));
         }
     }
 }

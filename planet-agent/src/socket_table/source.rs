@@ -1,0 +1,176 @@
+//! Where socket owners come from: the one seam between the two methods.
+//!
+//! [`OwnerSource::detect`] loads the eBPF socket iterator ([`super::iter`])
+//! and falls back to the `/proc/<pid>/fd` walk ([`super::owners`]) when it
+//! cannot (no BTF, kernel before 5.11, no `CAP_BPF`/`CAP_PERFMON`, a build
+//! without eBPF objects), saying so in one log line. An iterator that fails
+//! later hands over to the walk the same way. The method in use is the
+//! `planet_socket_owner_method` self-metric.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt, io,
+    path::Path,
+    str::FromStr,
+};
+
+use super::{
+    iter::{IterError, SocketIter},
+    owners::{Owner, OwnerCache},
+};
+
+/// How socket owners are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OwnerMethod {
+    /// The eBPF `task_file` iterator: every collection, no cache.
+    EbpfIter,
+    /// `/proc/<pid>/fd` links, with owners cached between full walks.
+    ProcWalk,
+}
+
+impl OwnerMethod {
+    /// The `method` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EbpfIter => "ebpf_iter",
+            Self::ProcWalk => "proc_walk",
+        }
+    }
+}
+
+impl fmt::Display for OwnerMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `-task-socketstat-owners` asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OwnerRequest {
+    /// The iterator where it loads, else the walk.
+    #[default]
+    Auto,
+    /// Only this method (the iterator still falls back to the walk, with
+    /// an error in the log, rather than leaving sockets without owners).
+    Only(OwnerMethod),
+}
+
+impl FromStr for OwnerRequest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "ebpf_iter" => Ok(Self::Only(OwnerMethod::EbpfIter)),
+            "proc_walk" => Ok(Self::Only(OwnerMethod::ProcWalk)),
+            other => Err(format!(
+                "unknown socket owner method {other:?} (expected auto, ebpf_iter or proc_walk)"
+            )),
+        }
+    }
+}
+
+/// A way of finding socket owners, with its state.
+#[derive(Debug)]
+pub enum OwnerSource {
+    /// Boxed: the loaded object is large next to the cache.
+    EbpfIter(Box<SocketIter>),
+    ProcWalk(OwnerCache),
+}
+
+impl OwnerSource {
+    /// What `request` asks for; the iterator falls back to the walk.
+    pub fn for_request(request: OwnerRequest) -> Self {
+        match request {
+            OwnerRequest::Only(OwnerMethod::ProcWalk) => {
+                tracing::info!(method = %OwnerMethod::ProcWalk, "socket owners come from the /proc/<pid>/fd walk (-task-socketstat-owners)");
+                Self::proc_walk()
+            }
+            OwnerRequest::Auto | OwnerRequest::Only(OwnerMethod::EbpfIter) => Self::detect(),
+        }
+    }
+
+    /// The iterator where it works, otherwise the `/proc` walk.
+    pub fn detect() -> Self {
+        match Self::ebpf_iter() {
+            Ok(source) => {
+                tracing::info!(method = %OwnerMethod::EbpfIter, "socket owners come from the eBPF task_file iterator");
+                source
+            }
+            Err(err) => {
+                tracing::warn!(
+                    method = %OwnerMethod::ProcWalk,
+                    reason = %crate::error_chain(&err),
+                    "eBPF socket iterator unavailable; socket owners come from the /proc/<pid>/fd walk"
+                );
+                Self::proc_walk()
+            }
+        }
+    }
+
+    /// The eBPF iterator, or why it cannot be used.
+    pub fn ebpf_iter() -> Result<Self, IterError> {
+        SocketIter::load().map(|iter| Self::EbpfIter(Box::new(iter)))
+    }
+
+    /// The `/proc` walk.
+    pub fn proc_walk() -> Self {
+        Self::ProcWalk(OwnerCache::new())
+    }
+
+    pub fn method(&self) -> OwnerMethod {
+        match self {
+            Self::EbpfIter(_) => OwnerMethod::EbpfIter,
+            Self::ProcWalk(_) => OwnerMethod::ProcWalk,
+        }
+    }
+
+    /// Owners of the `wanted` socket inodes (`proc_root` is the walk's).
+    pub fn resolve(
+        &mut self,
+        proc_root: &Path,
+        wanted: &HashSet<u64>,
+    ) -> io::Result<HashMap<u64, Owner>> {
+        match self {
+            Self::EbpfIter(iter) => match iter.owners(wanted) {
+                Ok(owners) => Ok(owners),
+                Err(err) => {
+                    tracing::warn!(
+                        method = %OwnerMethod::ProcWalk,
+                        reason = %crate::error_chain(&err),
+                        "eBPF socket iterator failed; socket owners come from the /proc/<pid>/fd walk from now on"
+                    );
+                    *self = Self::proc_walk();
+                    self.resolve(proc_root, wanted)
+                }
+            },
+            Self::ProcWalk(cache) => cache.resolve(proc_root, wanted),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!("auto".parse(), Ok(OwnerRequest::Auto));
+        assert_eq!(
+            "ebpf_iter".parse(),
+            Ok(OwnerRequest::Only(OwnerMethod::EbpfIter))
+        );
+        assert_eq!(
+            "proc_walk".parse(),
+            Ok(OwnerRequest::Only(OwnerMethod::ProcWalk))
+        );
+        let err = "netlink".parse::<OwnerRequest>().unwrap_err();
+        assert!(err.contains("ebpf_iter"), "{err}");
+    }
+
+    #[test]
+    fn a_forced_walk_never_loads_the_iterator() {
+        let source = OwnerSource::for_request(OwnerRequest::Only(OwnerMethod::ProcWalk));
+        assert_eq!(source.method(), OwnerMethod::ProcWalk);
+    }
+}
