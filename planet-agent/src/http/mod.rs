@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -22,12 +22,17 @@ use crate::{
     web_config::{TlsListener, WebConfig},
 };
 
+mod accept_encoding;
+
 /// `/metrics` as last rendered, and the snapshot version it shows.
 ///
-/// The registry's collectors render the snapshot. The encoded page is
-/// reused until a task publishes a new snapshot; then the first scrape
-/// renders it while concurrent scrapes get the previous page (at most one
-/// render old), so scrape latency never includes a queue of renders.
+/// The registry's collectors render the snapshot. The encoded page (plain
+/// and gzip-compressed, compressed once per render) is reused until a task
+/// publishes a new snapshot; then the first scrape renders it while
+/// concurrent scrapes get the previous page (at most one render old), so
+/// scrape latency never includes a queue of renders. The agent's own
+/// per-scrape figures (`process_*`, collector durations) are therefore as
+/// of the render, at most one snapshot old.
 struct Exposition {
     registry: Registry,
     store: Arc<Store>,
@@ -36,8 +41,15 @@ struct Exposition {
 
 #[derive(Default)]
 struct Cache {
-    page: Option<(u64, Bytes)>,
+    page: Option<(u64, Page)>,
     rendering: bool,
+}
+
+/// One rendering of the registry, in both encodings.
+#[derive(Clone)]
+struct Page {
+    plain: Bytes,
+    gzip: Bytes,
 }
 
 /// The router. `/metrics` renders the registry; `/api/v1/dependencies`
@@ -54,6 +66,15 @@ pub fn app(registry: Registry, store: Arc<Store>) -> Router {
         .merge(crate::web::router(store))
 }
 
+/// Why a render failed.
+#[derive(Debug, thiserror::Error)]
+enum RenderError {
+    #[error("encoding the metrics: {0}")]
+    Encode(#[from] prometheus::Error),
+    #[error("compressing the metrics: {0}")]
+    Compress(#[from] std::io::Error),
+}
+
 impl Exposition {
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache
@@ -61,27 +82,47 @@ impl Exposition {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn render(&self) -> Result<Bytes, prometheus::Error> {
+    fn render(&self) -> Result<Page, RenderError> {
         let mut body = Vec::with_capacity(256 * 1024);
         let encoded = TextEncoder::new().encode(&self.registry.gather(), &mut body);
         // Rendering allocates per series; give the memory back right away.
         // SAFETY: malloc_trim only walks glibc's own heap.
         unsafe { libc::malloc_trim(0) };
-        encoded.map(|()| Bytes::from(body))
+        encoded?;
+        let gzip = gzip(&body)?;
+        Ok(Page {
+            plain: Bytes::from(body),
+            gzip: Bytes::from(gzip),
+        })
     }
 }
 
-async fn metrics(State(exposition): State<Arc<Exposition>>) -> Response {
-    let content_type = [(
-        header::CONTENT_TYPE,
-        TextEncoder::new().format_type().to_owned(),
-    )];
+/// `text` gzip-compressed. The fast level: the exposition's repeated
+/// label names and values compress well even so, and the render that pays
+/// for it is on a scrape's path.
+fn gzip(text: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(text.len() / 8),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(text)?;
+    encoder.finish()
+}
+
+async fn metrics(State(exposition): State<Arc<Exposition>>, headers: HeaderMap) -> Response {
+    let gzip = accept_encoding::prefers_gzip(
+        headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     let version = exposition.store.version();
     {
         let mut cache = exposition.cache();
         match &cache.page {
             Some((at, page)) if *at == version || cache.rendering => {
-                return (content_type, page.clone()).into_response();
+                return page_response(page, gzip);
             }
             _ => cache.rendering = true,
         }
@@ -92,11 +133,27 @@ async fn metrics(State(exposition): State<Arc<Exposition>>) -> Response {
     cache.rendering = false;
     match rendered {
         Ok(Ok(page)) => {
-            cache.page = Some((version, page.clone()));
-            (content_type, page).into_response()
+            let response = page_response(&page, gzip);
+            cache.page = Some((version, page));
+            response
         }
         Ok(Err(err)) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+/// The page in the encoding the request chose.
+fn page_response(page: &Page, gzip: bool) -> Response {
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(prometheus::TEXT_FORMAT),
+    );
+    let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        ([content_type, vary, encoding], page.gzip.clone()).into_response()
+    } else {
+        ([content_type, vary], page.plain.clone()).into_response()
     }
 }
 
@@ -191,6 +248,90 @@ mod tests {
             second.contains(r#"planet_task_runs_total{task="flow"} 1"#),
             "{second}"
         );
+    }
+
+    async fn scrape(app: &Router, accept_encoding: Option<&str>) -> axum::response::Response {
+        let mut request = Request::get("/metrics");
+        if let Some(value) = accept_encoding {
+            request = request.header(header::ACCEPT_ENCODING, value);
+        }
+        app.clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn gunzip(body: &[u8]) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    #[tokio::test]
+    async fn gzip_when_accepted_and_the_same_exposition() {
+        let store = Arc::new(Store::new());
+        let registry = crate::metrics::registry(store.clone()).unwrap();
+        let app = app(registry, store.clone());
+        store.task_ran("flow", true, std::time::Duration::from_millis(1));
+
+        let plain = scrape(&app, None).await;
+        assert_eq!(plain.headers().get(header::CONTENT_ENCODING), None);
+        assert_eq!(plain.headers()[header::VARY], "accept-encoding");
+        let plain = to_bytes(plain.into_body(), 1 << 20).await.unwrap();
+        let plain = String::from_utf8(plain.to_vec()).unwrap();
+        assert!(
+            plain.contains(r#"planet_task_runs_total{task="flow"} 1"#),
+            "{plain}"
+        );
+
+        // What Prometheus sends; the same snapshot, so the same rendering.
+        let zipped = scrape(&app, Some("gzip")).await;
+        assert_eq!(zipped.status(), StatusCode::OK);
+        assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(zipped.headers()[header::VARY], "accept-encoding");
+        assert!(
+            zipped.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        let zipped = to_bytes(zipped.into_body(), 1 << 20).await.unwrap();
+        assert!(
+            zipped.len() < plain.len(),
+            "{} vs {}",
+            zipped.len(),
+            plain.len()
+        );
+        assert_eq!(gunzip(&zipped), plain);
+
+        // Refused or not offered: plain.
+        for refused in ["gzip;q=0", "br, deflate", "identity"] {
+            let response = scrape(&app, Some(refused)).await;
+            assert_eq!(
+                response.headers().get(header::CONTENT_ENCODING),
+                None,
+                "{refused}"
+            );
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            assert_eq!(body, plain.as_bytes(), "{refused}");
+        }
+
+        // A new snapshot renders both encodings again, in step.
+        store.task_ran("flow", true, std::time::Duration::from_millis(1));
+        let zipped = scrape(&app, Some("deflate, gzip;q=0.9")).await;
+        assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+        let zipped = gunzip(&to_bytes(zipped.into_body(), 1 << 20).await.unwrap());
+        assert!(
+            zipped.contains(r#"planet_task_runs_total{task="flow"} 2"#),
+            "{zipped}"
+        );
+        let plain = to_bytes(scrape(&app, None).await.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(zipped.as_bytes(), plain);
     }
 
     #[tokio::test]
