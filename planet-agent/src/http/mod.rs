@@ -26,13 +26,16 @@ mod accept_encoding;
 
 /// `/metrics` as last rendered, and the snapshot version it shows.
 ///
-/// The registry's collectors render the snapshot. The encoded page (plain
-/// and gzip-compressed, compressed once per render) is reused until a task
+/// The registry's collectors render the snapshot. The page is kept
+/// gzip-compressed only (Prometheus scrapes with gzip; a few hundred KiB
+/// instead of several MiB of text at 10k flows) and reused until a task
 /// publishes a new snapshot; then the first scrape renders it while
 /// concurrent scrapes get the previous page (at most one render old), so
 /// scrape latency never includes a queue of renders. The agent's own
 /// per-scrape figures (`process_*`, collector durations) are therefore as
-/// of the render, at most one snapshot old.
+/// of the render, at most one snapshot old. A scrape without gzip gets the
+/// page decompressed as its connection takes it, with no page-sized
+/// buffer.
 struct Exposition {
     registry: Registry,
     store: Arc<Store>,
@@ -45,11 +48,12 @@ struct Cache {
     rendering: bool,
 }
 
-/// One rendering of the registry, in both encodings.
+/// One rendering of the registry.
 #[derive(Clone)]
 struct Page {
-    plain: Bytes,
     gzip: Bytes,
+    /// The length of the text exposition it decompresses to.
+    plain_len: u64,
 }
 
 /// The router. `/metrics` renders the registry; `/api/v1/dependencies`
@@ -82,32 +86,71 @@ impl Exposition {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Encodes straight into the compressor: the text is never whole in
+    /// memory. The fast level: the exposition's repeated label names and
+    /// values compress well even so, and the render is on a scrape's path.
     fn render(&self) -> Result<Page, RenderError> {
-        let mut body = Vec::with_capacity(256 * 1024);
-        let encoded = TextEncoder::new().encode(&self.registry.gather(), &mut body);
+        let families = self.registry.gather();
+        let mut out = Counting {
+            inner: std::io::BufWriter::with_capacity(
+                64 * 1024,
+                flate2::write::GzEncoder::new(
+                    Vec::with_capacity(64 * 1024),
+                    flate2::Compression::fast(),
+                ),
+            ),
+            written: 0,
+        };
+        let encoded = TextEncoder::new().encode(&families, &mut out);
+        drop(families);
+        let compressed = out
+            .inner
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .and_then(flate2::write::GzEncoder::finish);
         // Rendering allocates per series; give the memory back right away.
         // SAFETY: malloc_trim only walks glibc's own heap.
         unsafe { libc::malloc_trim(0) };
         encoded?;
-        let gzip = gzip(&body)?;
         Ok(Page {
-            plain: Bytes::from(body),
-            gzip: Bytes::from(gzip),
+            gzip: Bytes::from(compressed?),
+            plain_len: out.written,
         })
     }
 }
 
-/// `text` gzip-compressed. The fast level: the exposition's repeated
-/// label names and values compress well even so, and the render that pays
-/// for it is on a scrape's path.
-fn gzip(text: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(text.len() / 8),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(text)?;
-    encoder.finish()
+/// A writer that counts what passes through.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The cached page decompressed as the connection reads it.
+struct Inflate(flate2::read::GzDecoder<std::io::Cursor<Bytes>>);
+
+impl tokio::io::AsyncRead for Inflate {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        // In-memory input: a chunk's worth of CPU, no waiting.
+        let n = std::io::Read::read(&mut self.0, buf.initialize_unfilled())?;
+        buf.advance(n);
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 async fn metrics(State(exposition): State<Arc<Exposition>>, headers: HeaderMap) -> Response {
@@ -151,10 +194,20 @@ fn page_response(page: &Page, gzip: bool) -> Response {
     let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
     if gzip {
         let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        ([content_type, vary, encoding], page.gzip.clone()).into_response()
-    } else {
-        ([content_type, vary], page.plain.clone()).into_response()
+        return ([content_type, vary, encoding], page.gzip.clone()).into_response();
     }
+    let text = tokio_util::io::ReaderStream::with_capacity(
+        Inflate(flate2::read::GzDecoder::new(std::io::Cursor::new(
+            page.gzip.clone(),
+        ))),
+        64 * 1024,
+    );
+    let length = (header::CONTENT_LENGTH, HeaderValue::from(page.plain_len));
+    (
+        [content_type, vary, length],
+        axum::body::Body::from_stream(text),
+    )
+        .into_response()
 }
 
 /// Serves `app` on `listener` as `web` says (TLS, basic authentication,
@@ -279,9 +332,15 @@ mod tests {
 
         let plain = scrape(&app, None).await;
         assert_eq!(plain.headers().get(header::CONTENT_ENCODING), None);
+        let length: usize = plain.headers()[header::CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(plain.headers()[header::VARY], "accept-encoding");
         let plain = to_bytes(plain.into_body(), 1 << 20).await.unwrap();
         let plain = String::from_utf8(plain.to_vec()).unwrap();
+        assert_eq!(plain.len(), length);
         assert!(
             plain.contains(r#"planet_task_runs_total{task="flow"} 1"#),
             "{plain}"
@@ -319,7 +378,7 @@ mod tests {
             assert_eq!(body, plain.as_bytes(), "{refused}");
         }
 
-        // A new snapshot renders both encodings again, in step.
+        // A new snapshot is rendered again, both ways.
         store.task_ran("flow", true, std::time::Duration::from_millis(1));
         let zipped = scrape(&app, Some("deflate, gzip;q=0.9")).await;
         assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
@@ -332,6 +391,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(zipped.as_bytes(), plain);
+    }
+
+    #[tokio::test]
+    async fn a_plain_page_of_many_chunks_streams_whole() {
+        use std::io::Write;
+        let text: String = (0..100_000)
+            .map(|i| format!("planet_series{{n=\"{i}\"}} {i}\n"))
+            .collect();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(text.as_bytes()).unwrap();
+        let page = Page {
+            gzip: Bytes::from(encoder.finish().unwrap()),
+            plain_len: text.len() as u64,
+        };
+        let response = page_response(&page, false);
+        assert_eq!(
+            response.headers()[header::CONTENT_LENGTH],
+            text.len().to_string()
+        );
+        let body = to_bytes(response.into_body(), 1 << 24).await.unwrap();
+        assert!(body.len() > 1 << 20);
+        assert_eq!(body, text.as_bytes());
     }
 
     #[tokio::test]
