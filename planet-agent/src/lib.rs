@@ -19,6 +19,7 @@
 //! - [`http`]: `/metrics` plus [`web`]'s routes.
 //! - [`cli`], [`app`]: flags and wiring.
 
+pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod cardinality;

@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
-use planet_agent::{app, cli::Cli, ebpf};
+use planet_agent::{allocator, app, cli::Cli, ebpf};
 use planet_cli::logging;
 
 fn main() -> ExitCode {
+    let allocator_tuned = allocator::tune();
     let cli = Cli::parse_go_style();
     if cli.version {
         println!("planet-agent v{}", env!("CARGO_PKG_VERSION"));
@@ -14,6 +15,9 @@ fn main() -> ExitCode {
         cli.log_disable_colors,
         cli.log_disable_timestamp,
     );
+    if !allocator_tuned {
+        tracing::debug!("allocator thresholds left to the allocator (not glibc, or refused)");
+    }
     if cli.check_flow_modes {
         check_flow_modes(&cli);
         return ExitCode::SUCCESS;

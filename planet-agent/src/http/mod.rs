@@ -1,0 +1,436 @@
+//! The HTTP surface: `/metrics`, and the dependency page with its JSON API
+//! ([`crate::web`]).
+
+use std::{
+    future::Future,
+    sync::{Arc, Mutex as StdMutex},
+};
+
+use axum::body::Bytes;
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+
+use crate::{
+    snapshot::Store,
+    web_config::{TlsListener, WebConfig},
+};
+
+mod accept_encoding;
+
+/// `/metrics` as last rendered, and the snapshot version it shows.
+///
+/// The registry's collectors render the snapshot. The page is kept
+/// gzip-compressed only (Prometheus scrapes with gzip; a few hundred KiB
+/// instead of several MiB of text at 10k flows) and reused until a task
+/// publishes a new snapshot; then the first scrape renders it while
+/// concurrent scrapes get the previous page (at most one render old), so
+/// scrape latency never includes a queue of renders. The agent's own
+/// per-scrape figures (`process_*`, collector durations) are therefore as
+/// of the render, at most one snapshot old. A scrape without gzip gets the
+/// page decompressed as its connection takes it, with no page-sized
+/// buffer.
+struct Exposition {
+    registry: Registry,
+    store: Arc<Store>,
+    cache: StdMutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    page: Option<(u64, Page)>,
+    rendering: bool,
+}
+
+/// One rendering of the registry.
+#[derive(Clone)]
+struct Page {
+    gzip: Bytes,
+    /// The length of the text exposition it decompresses to.
+    plain_len: u64,
+}
+
+/// The router. `/metrics` renders the registry; `/api/v1/dependencies`
+/// serves the snapshot as JSON; every other path answers with the
+/// dependency page, as planet-exporter answered with its landing page.
+pub fn app(registry: Registry, store: Arc<Store>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(Exposition {
+            registry,
+            store: store.clone(),
+            cache: StdMutex::new(Cache::default()),
+        }))
+        .merge(crate::web::router(store))
+}
+
+/// Why a render failed.
+#[derive(Debug, thiserror::Error)]
+enum RenderError {
+    #[error("encoding the metrics: {0}")]
+    Encode(#[from] prometheus::Error),
+    #[error("compressing the metrics: {0}")]
+    Compress(#[from] std::io::Error),
+}
+
+impl Exposition {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Encodes straight into the compressor: the text is never whole in
+    /// memory. The fast level: the exposition's repeated label names and
+    /// values compress well even so, and the render is on a scrape's path.
+    fn render(&self) -> Result<Page, RenderError> {
+        let families = self.registry.gather();
+        let mut out = Counting {
+            inner: std::io::BufWriter::with_capacity(
+                64 * 1024,
+                flate2::write::GzEncoder::new(
+                    Vec::with_capacity(64 * 1024),
+                    flate2::Compression::fast(),
+                ),
+            ),
+            written: 0,
+        };
+        let encoded = TextEncoder::new().encode(&families, &mut out);
+        drop(families);
+        let compressed = out
+            .inner
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .and_then(flate2::write::GzEncoder::finish);
+        // Rendering allocates per series; give the memory back right away.
+        // SAFETY: malloc_trim only walks glibc's own heap.
+        unsafe { libc::malloc_trim(0) };
+        encoded?;
+        Ok(Page {
+            gzip: Bytes::from(compressed?),
+            plain_len: out.written,
+        })
+    }
+}
+
+/// A writer that counts what passes through.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The cached page decompressed as the connection reads it.
+struct Inflate(flate2::read::GzDecoder<std::io::Cursor<Bytes>>);
+
+impl tokio::io::AsyncRead for Inflate {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        // In-memory input: a chunk's worth of CPU, no waiting.
+        let n = std::io::Read::read(&mut self.0, buf.initialize_unfilled())?;
+        buf.advance(n);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+async fn metrics(State(exposition): State<Arc<Exposition>>, headers: HeaderMap) -> Response {
+    let gzip = accept_encoding::prefers_gzip(
+        headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let version = exposition.store.version();
+    {
+        let mut cache = exposition.cache();
+        match &cache.page {
+            Some((at, page)) if *at == version || cache.rendering => {
+                return page_response(page, gzip);
+            }
+            _ => cache.rendering = true,
+        }
+    }
+    let renderer = exposition.clone();
+    let rendered = tokio::task::spawn_blocking(move || renderer.render()).await;
+    let mut cache = exposition.cache();
+    cache.rendering = false;
+    match rendered {
+        Ok(Ok(page)) => {
+            let response = page_response(&page, gzip);
+            cache.page = Some((version, page));
+            response
+        }
+        Ok(Err(err)) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+/// The page in the encoding the request chose.
+fn page_response(page: &Page, gzip: bool) -> Response {
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(prometheus::TEXT_FORMAT),
+    );
+    let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        return ([content_type, vary, encoding], page.gzip.clone()).into_response();
+    }
+    let text = tokio_util::io::ReaderStream::with_capacity(
+        Inflate(flate2::read::GzDecoder::new(std::io::Cursor::new(
+            page.gzip.clone(),
+        ))),
+        64 * 1024,
+    );
+    let length = (header::CONTENT_LENGTH, HeaderValue::from(page.plain_len));
+    (
+        [content_type, vary, length],
+        axum::body::Body::from_stream(text),
+    )
+        .into_response()
+}
+
+/// Serves `app` on `listener` as `web` says (TLS, basic authentication,
+/// headers) until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    web: &WebConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = web.apply(app);
+    match &web.tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            axum::serve(TlsListener::new(listener, tls.clone())?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get_path(path: &str) -> (StatusCode, String, String) {
+        let store = Arc::new(Store::new());
+        let registry = crate::metrics::registry(store.clone()).unwrap();
+        let response = app(registry, store)
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn metrics_are_text_exposition() {
+        let (status, content_type, body) = get_path("/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        assert!(body.contains("planet_flow_programs_attached 0"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_new_snapshot_is_rendered_and_an_unchanged_one_reused() {
+        let store = Arc::new(Store::new());
+        let registry = crate::metrics::registry(store.clone()).unwrap();
+        let app = app(registry, store.clone());
+        let get = || async {
+            let response = app
+                .clone()
+                .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            String::from_utf8(
+                to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap()
+                    .to_vec(),
+            )
+            .unwrap()
+        };
+        let first = get().await;
+        assert!(first.contains("planet_flow_programs_attached 0"));
+        assert_eq!(get().await, first, "same snapshot, same page");
+        store.task_ran("flow", true, std::time::Duration::from_millis(1));
+        let second = get().await;
+        assert!(
+            second.contains(r#"planet_task_runs_total{task="flow"} 1"#),
+            "{second}"
+        );
+    }
+
+    async fn scrape(app: &Router, accept_encoding: Option<&str>) -> axum::response::Response {
+        let mut request = Request::get("/metrics");
+        if let Some(value) = accept_encoding {
+            request = request.header(header::ACCEPT_ENCODING, value);
+        }
+        app.clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn gunzip(body: &[u8]) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    #[tokio::test]
+    async fn gzip_when_accepted_and_the_same_exposition() {
+        let store = Arc::new(Store::new());
+        let registry = crate::metrics::registry(store.clone()).unwrap();
+        let app = app(registry, store.clone());
+        store.task_ran("flow", true, std::time::Duration::from_millis(1));
+
+        let plain = scrape(&app, None).await;
+        assert_eq!(plain.headers().get(header::CONTENT_ENCODING), None);
+        let length: usize = plain.headers()[header::CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(plain.headers()[header::VARY], "accept-encoding");
+        let plain = to_bytes(plain.into_body(), 1 << 20).await.unwrap();
+        let plain = String::from_utf8(plain.to_vec()).unwrap();
+        assert_eq!(plain.len(), length);
+        assert!(
+            plain.contains(r#"planet_task_runs_total{task="flow"} 1"#),
+            "{plain}"
+        );
+
+        // What Prometheus sends; the same snapshot, so the same rendering.
+        let zipped = scrape(&app, Some("gzip")).await;
+        assert_eq!(zipped.status(), StatusCode::OK);
+        assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(zipped.headers()[header::VARY], "accept-encoding");
+        assert!(
+            zipped.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        let zipped = to_bytes(zipped.into_body(), 1 << 20).await.unwrap();
+        assert!(
+            zipped.len() < plain.len(),
+            "{} vs {}",
+            zipped.len(),
+            plain.len()
+        );
+        assert_eq!(gunzip(&zipped), plain);
+
+        // Refused or not offered: plain.
+        for refused in ["gzip;q=0", "br, deflate", "identity"] {
+            let response = scrape(&app, Some(refused)).await;
+            assert_eq!(
+                response.headers().get(header::CONTENT_ENCODING),
+                None,
+                "{refused}"
+            );
+            let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            assert_eq!(body, plain.as_bytes(), "{refused}");
+        }
+
+        // A new snapshot is rendered again, both ways.
+        store.task_ran("flow", true, std::time::Duration::from_millis(1));
+        let zipped = scrape(&app, Some("deflate, gzip;q=0.9")).await;
+        assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+        let zipped = gunzip(&to_bytes(zipped.into_body(), 1 << 20).await.unwrap());
+        assert!(
+            zipped.contains(r#"planet_task_runs_total{task="flow"} 2"#),
+            "{zipped}"
+        );
+        let plain = to_bytes(scrape(&app, None).await.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(zipped.as_bytes(), plain);
+    }
+
+    #[tokio::test]
+    async fn a_plain_page_of_many_chunks_streams_whole() {
+        use std::io::Write;
+        let text: String = (0..100_000)
+            .map(|i| format!("planet_series{{n=\"{i}\"}} {i}\n"))
+            .collect();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(text.as_bytes()).unwrap();
+        let page = Page {
+            gzip: Bytes::from(encoder.finish().unwrap()),
+            plain_len: text.len() as u64,
+        };
+        let response = page_response(&page, false);
+        assert_eq!(
+            response.headers()[header::CONTENT_LENGTH],
+            text.len().to_string()
+        );
+        let body = to_bytes(response.into_body(), 1 << 24).await.unwrap();
+        assert!(body.len() > 1 << 20);
+        assert_eq!(body, text.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn any_other_path_is_the_dependency_page() {
+        for path in ["/", "/anything", "/metrics/"] {
+            let (status, content_type, body) = get_path(path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert_eq!(content_type, "text/html; charset=utf-8", "{path}");
+            assert!(body.contains("<a href=\"/metrics\">"), "{path}: {body}");
+            assert!(body.contains("/assets/app.js"), "{path}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_api_is_routed() {
+        let (status, content_type, body) = get_path("/api/v1/dependencies").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert!(body.contains("\"schema_version\":1"), "{body}");
+    }
+}
