@@ -75,16 +75,13 @@ unsafe fn emit(ctx: *const u64) {
         task + layout!(task_tgid),
         task + layout!(task_group_leader),
     );
-    // SAFETY (all reads below): checked kernel reads; a failed one yields 0.
-    let inode = unsafe { bpf_probe_read_kernel(ino_at as *const u64) }.unwrap_or(0);
-    let tgid = unsafe { bpf_probe_read_kernel(tgid_at as *const u32) }.unwrap_or(0);
-    let leader = match unsafe { bpf_probe_read_kernel(leader_at as *const u64) } {
-        Ok(leader) if leader != 0 => leader,
+    let inode = read_kernel::<u64>(ino_at).unwrap_or(0);
+    let tgid = read_kernel::<u32>(tgid_at).unwrap_or(0);
+    let leader = match read_kernel::<u64>(leader_at) {
+        Some(leader) if leader != 0 => leader,
         _ => task,
     };
-    let comm_at = leader + layout!(task_comm);
-    let comm =
-        unsafe { bpf_probe_read_kernel(comm_at as *const [u8; COMM_LEN]) }.unwrap_or([0; COMM_LEN]);
+    let comm = read_kernel::<[u8; COMM_LEN]>(leader + layout!(task_comm)).unwrap_or([0; COMM_LEN]);
     let record = SocketOwnerRecord {
         inode,
         tgid,
@@ -115,3 +112,10 @@ fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+/// Reads a `T` of kernel memory at `addr`; `None` when the read faults.
+#[inline(always)]
+fn read_kernel<T>(addr: u64) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
