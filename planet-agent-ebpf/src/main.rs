@@ -18,15 +18,5 @@ mod fentry;
 mod flow;
 mod kprobe;
 mod maps;
+mod object;
 mod tracepoint;
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    loop {}
-}
-
-/// GPL: `bpf_probe_read_kernel` and the tracepoint attachments require it.
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

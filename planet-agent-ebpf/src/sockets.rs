@@ -12,6 +12,8 @@
 #![no_std]
 #![no_main]
 
+mod object;
+
 use core::{ffi::c_void, ptr::read_volatile};
 
 use aya_ebpf::{
@@ -101,17 +103,6 @@ unsafe fn emit(ctx: *const u64) {
         )
     };
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    loop {}
-}
-
-/// GPL: `bpf_probe_read_kernel`, `bpf_seq_write` and iterators require it.
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
 
 /// Reads a `T` of kernel memory at `addr`; `None` when the read faults.
 #[inline(always)]
