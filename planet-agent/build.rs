@@ -1,7 +1,8 @@
 //! Builds the eBPF objects (the binaries of `planet-agent-ebpf`) with the
 //! nightly toolchain through aya-build and leaves them in `OUT_DIR` for
-//! `include_bytes!`: `planet` (the flow programs) and `planet-sockets` (the
-//! socket-owner iterator).
+//! `include_bytes!`: `planet` (the flow programs), `planet-sockets` (the
+//! socket-owner iterator) and `planet-hook-floor` (empty programs on the flow
+//! task's hooks, loaded only by the `hook_floor` example for benchmarks).
 //!
 //! With `AYA_BUILD_SKIP=1` (no BPF toolchain: `cargo check`, editors) empty
 //! objects are written instead; the agent then reports at run time that it
@@ -15,7 +16,7 @@ use cargo_metadata::MetadataCommand;
 
 const EBPF_PACKAGE: &str = "planet-agent-ebpf";
 /// The binaries of `planet-agent-ebpf`, one object each.
-const EBPF_BINARIES: [&str; 2] = ["planet", "planet-sockets"];
+const EBPF_BINARIES: [&str; 3] = ["planet", "planet-sockets", "planet-hook-floor"];
 
 fn main() -> anyhow::Result<()> {
     build_metadata();

@@ -89,3 +89,13 @@ pub mod sockets {
     /// Global holding the [`crate::SocketIterConfig`] for the running kernel.
     pub const CONFIG_GLOBAL: &str = "PLANET_SOCKETS_CONFIG";
 }
+
+/// The hook floor, a benchmark-only object (`planet-hook-floor`): raw
+/// tracepoint programs that return at once on the flow task's per-call
+/// events, loaded by `planet-agent`'s `hook_floor` example.
+pub mod hook_floor {
+    /// On `sock_send_length`.
+    pub const SEND: &str = "planet_floor_send";
+    /// On `sock_recv_length`.
+    pub const RECV: &str = "planet_floor_recv";
+}

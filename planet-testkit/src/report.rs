@@ -53,6 +53,15 @@ pub struct RrReport {
     pub seconds: f64,
 }
 
+/// Line printed by `planet-traffic bench-empty-recv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallsReport {
+    pub mode: String,
+    pub calls_per_sec: f64,
+    pub calls: u64,
+    pub seconds: f64,
+}
+
 /// Line printed by `planet-traffic bench-bulk`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BulkReport {

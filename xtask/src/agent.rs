@@ -115,7 +115,8 @@ impl Drop for Agent {
     }
 }
 
-fn terminate(child: &mut Child, grace: Duration) -> Result<ExitStatus> {
+/// SIGTERM (as root, like the child), then SIGKILL after `grace`.
+pub fn terminate(child: &mut Child, grace: Duration) -> Result<ExitStatus> {
     if let Some(status) = child.try_wait()? {
         return Ok(status);
     }
@@ -128,10 +129,11 @@ fn terminate(child: &mut Child, grace: Duration) -> Result<ExitStatus> {
         }
         thread::sleep(Duration::from_millis(100));
     }
-    child.kill().context("SIGKILL the agent")?;
+    child.kill().context("SIGKILL the child")?;
     child.wait()?;
     bail!(
-        "the agent ignored SIGTERM for {}; killed it",
+        "process {} ignored SIGTERM for {}; killed it",
+        child.id(),
         cmd::human(grace)
     )
 }

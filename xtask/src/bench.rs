@@ -1,17 +1,29 @@
 //! `cargo xtask bench-overhead`: what the flow probes cost the traffic they
 //! observe.
 //!
-//! Each round measures every workload once with the agent detached and once
-//! attached; the order flips every round (ABBA) so slow drift cancels out.
-//! Loopback runs vary by ±20 % from one run to the next on these machines, so
-//! only medians over many rounds, with their spread, mean anything.
+//! Each round measures every workload in three modes: detached (no
+//! programs), floor (the `hook_floor` example: programs that return at once
+//! on the two per-call events the agent probes) and attached (the agent as
+//! deployed). The floor is what any program on those events costs on the
+//! running kernel, so attached/floor is the agent's own share. The order
+//! cycles through all six permutations so slow drift cancels out. Loopback
+//! runs vary by ±20 % from one run to the next on these machines, so only
+//! medians over many rounds, with their spread, mean anything.
 
-use std::{fmt::Write as _, fs, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Stdio},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 
 use crate::{
-    agent::Agent,
+    agent::{self, Agent},
     cmd::{self, say},
     run::{self, Profile},
     setup,
@@ -21,10 +33,12 @@ use crate::{
 const LISTEN: &str = "127.0.0.1:19199";
 /// The attached agent's flags besides `-listen-address`: flow accounting only.
 const AGENT_ARGS: &[&str] = &["-task-interval", "7s", "-task-socketstat-enabled=false"];
-/// Pause between "attached" and the first workload run.
+/// Pause between attaching and the first workload run.
 const SETTLE: Duration = Duration::from_secs(2);
 /// The agent flag that has the kernel time every program run.
 const PROGRAM_STATS: &str = "-task-flow-program-stats";
+/// The example that holds the floor programs attached.
+const FLOOR_EXAMPLE: &str = "hook_floor";
 
 /// One `planet-traffic` benchmark mode.
 struct Workload {
@@ -37,8 +51,11 @@ struct Workload {
     /// How rows print the rate.
     unit: &'static str,
     scale: f64,
-    /// Lowest acceptable median ratio attached/detached.
-    target: f64,
+    /// Lowest acceptable median ratio attached/detached, if the workload
+    /// has a target (the others explain the ones that do).
+    target: Option<f64>,
+    /// Whether time per operation (1 / rate) means something to show.
+    per_op: bool,
 }
 
 const WORKLOADS: &[Workload] = &[
@@ -49,7 +66,8 @@ const WORKLOADS: &[Workload] = &[
         field: "ops_per_sec",
         unit: "ops/s",
         scale: 1.0,
-        target: 0.98,
+        target: Some(0.98),
+        per_op: true,
     },
     Workload {
         name: "bulk",
@@ -58,14 +76,57 @@ const WORKLOADS: &[Workload] = &[
         field: "bytes_per_sec",
         unit: "MB/s",
         scale: 1e-6,
-        target: 0.995,
+        target: Some(0.995),
+        per_op: false,
+    },
+    Workload {
+        name: "empty-recv",
+        subcommand: "bench-empty-recv",
+        extra_args: &[],
+        field: "calls_per_sec",
+        unit: "calls/s",
+        scale: 1.0,
+        target: None,
+        per_op: true,
     },
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Detached,
+    Floor,
     Attached,
+}
+
+impl Mode {
+    const ALL: [Self; 3] = [Self::Detached, Self::Floor, Self::Attached];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Detached => "detached",
+            Self::Floor => "floor",
+            Self::Attached => "attached",
+        }
+    }
+}
+
+/// The order of round `round`: all six permutations in turn, so every mode
+/// runs first, second and third equally often.
+fn order(round: usize) -> [Mode; 3] {
+    use Mode::{Attached as A, Detached as D, Floor as F};
+    const ORDERS: [[Mode; 3]; 6] = [
+        [D, F, A],
+        [A, F, D],
+        [F, A, D],
+        [D, A, F],
+        [A, D, F],
+        [F, D, A],
+    ];
+    ORDERS[round % ORDERS.len()]
 }
 
 pub struct Options {
@@ -76,11 +137,34 @@ pub struct Options {
     pub cpu: Option<usize>,
 }
 
-/// Rates of one workload, one entry per round.
+/// Rates of one workload: per mode, one entry per round.
 #[derive(Default)]
-struct Samples {
-    detached: Vec<f64>,
-    attached: Vec<f64>,
+struct Samples([Vec<f64>; 3]);
+
+impl Samples {
+    fn of(&self, mode: Mode) -> &[f64] {
+        &self.0[mode.index()]
+    }
+
+    fn median(&self, mode: Mode) -> f64 {
+        median(self.of(mode))
+    }
+
+    /// Per-round ratios `over`/`under`.
+    fn ratios(&self, over: Mode, under: Mode) -> Vec<f64> {
+        self.of(over)
+            .iter()
+            .zip(self.of(under))
+            .map(|(a, d)| a / d)
+            .collect()
+    }
+}
+
+/// The binaries a run needs.
+struct Binaries {
+    agent: std::path::PathBuf,
+    floor: std::path::PathBuf,
+    traffic: std::path::PathBuf,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -89,9 +173,20 @@ pub fn run(options: &Options) -> Result<()> {
     }
     setup::run()?;
     let release = run::cargo_build(&["planet-agent", "planet-testkit"], Profile::Release)?;
-    let agent = release.join("planet-agent");
-    let traffic = release.join("planet-traffic");
-    for binary in [&agent, &traffic] {
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "planet-agent",
+        "--example",
+        FLOOR_EXAMPLE,
+    ]))?;
+    let binaries = Binaries {
+        agent: release.join("planet-agent"),
+        floor: release.join("examples").join(FLOOR_EXAMPLE),
+        traffic: release.join("planet-traffic"),
+    };
+    for binary in [&binaries.agent, &binaries.floor, &binaries.traffic] {
         if !binary.is_file() {
             bail!("{} was not built", binary.display());
         }
@@ -103,35 +198,27 @@ pub fn run(options: &Options) -> Result<()> {
 
     let per_run = options.seconds * WORKLOADS.len() as u64;
     say!(
-        "{} rounds × (detached + attached) × {} workloads × {} s: about {} plus agent start-ups",
+        "{} rounds × (detached + floor + attached) × {} workloads × {} s: about {} plus start-ups",
         options.rounds,
         WORKLOADS.len(),
         options.seconds,
-        cmd::human(Duration::from_secs(per_run * 2 * options.rounds as u64))
+        cmd::human(Duration::from_secs(
+            per_run * Mode::ALL.len() as u64 * options.rounds as u64
+        ))
     );
 
     let mut samples: Vec<Samples> = WORKLOADS.iter().map(|_| Samples::default()).collect();
-    let mut orders = Vec::new();
     for round in 0..options.rounds {
-        let order = if round % 2 == 0 {
-            [Mode::Detached, Mode::Attached]
-        } else {
-            [Mode::Attached, Mode::Detached]
-        };
-        orders.push(order);
-        for mode in order {
-            say!("round {}/{}: {mode:?}", round + 1, options.rounds);
-            let rates = measure(mode, &agent, &traffic, addr, &log, options)?;
+        for mode in order(round) {
+            say!("round {}/{}: {}", round + 1, options.rounds, mode.name());
+            let rates = measure(mode, &binaries, addr, &log, options)?;
             for (samples, rate) in samples.iter_mut().zip(rates) {
-                match mode {
-                    Mode::Detached => samples.detached.push(rate),
-                    Mode::Attached => samples.attached.push(rate),
-                }
+                samples.0[mode.index()].push(rate);
             }
         }
     }
 
-    let report = report(&samples, &orders, options);
+    let report = report(&samples, options);
     print!("{report}");
     let path = target.join("bench-overhead.md");
     fs::write(&path, &report).with_context(|| format!("write {}", path.display()))?;
@@ -142,8 +229,7 @@ pub fn run(options: &Options) -> Result<()> {
 /// Runs every workload once in `mode`; returns their rates in [`WORKLOADS`] order.
 fn measure(
     mode: Mode,
-    agent: &Path,
-    traffic: &Path,
+    binaries: &Binaries,
     addr: SocketAddr,
     log: &Path,
     options: &Options,
@@ -151,30 +237,61 @@ fn measure(
     let run_all = || -> Result<Vec<f64>> {
         WORKLOADS
             .iter()
-            .map(|w| workload(traffic, w, options))
+            .map(|w| workload(&binaries.traffic, w, options))
             .collect()
     };
-    if mode == Mode::Detached {
-        return run_all();
+    match mode {
+        Mode::Detached => run_all(),
+        Mode::Floor => {
+            let mut floor = start_floor(&binaries.floor)?;
+            std::thread::sleep(SETTLE);
+            let rates = run_all();
+            let status = agent::terminate(&mut floor, Duration::from_secs(5))?;
+            if !status.success() {
+                bail!("{FLOOR_EXAMPLE} exited with {}", cmd::describe(status));
+            }
+            rates
+        }
+        Mode::Attached => {
+            let mut args = AGENT_ARGS.to_vec();
+            if options.bpf_stats {
+                args.push(PROGRAM_STATS);
+            }
+            let mut running = Agent::start(&binaries.agent, addr, &args, log)?;
+            running.wait_attached(Duration::from_secs(60))?;
+            // Let the agent's start-up work (first scans, first drain) finish first.
+            std::thread::sleep(SETTLE);
+            let rates = run_all()?;
+            let status = running.stop()?;
+            if !status.success() {
+                say!(
+                    "warning: the agent exited with {} after SIGTERM; see {}",
+                    cmd::describe(status),
+                    log.display()
+                );
+            }
+            Ok(rates)
+        }
     }
-    let mut args = AGENT_ARGS.to_vec();
-    if options.bpf_stats {
-        args.push(PROGRAM_STATS);
-    }
-    let mut running = Agent::start(agent, addr, &args, log)?;
-    running.wait_attached(Duration::from_secs(60))?;
-    // Let the agent's start-up work (first scans, first drain) finish first.
-    std::thread::sleep(SETTLE);
-    let rates = run_all()?;
-    let status = running.stop()?;
-    if !status.success() {
-        say!(
-            "warning: the agent exited with {} after SIGTERM; see {}",
-            cmd::describe(status),
-            log.display()
+}
+
+/// Starts the floor example and waits until it says its programs are attached.
+fn start_floor(binary: &Path) -> Result<Child> {
+    let mut child = cmd::as_root(binary)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {}", binary.display()))?;
+    let stdout = child.stdout.take().context("floor stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    if line.trim() != "attached" {
+        let status = child.wait()?;
+        bail!(
+            "{FLOOR_EXAMPLE} did not attach ({}); run it by hand to see why",
+            cmd::describe(status)
         );
     }
-    Ok(rates)
+    Ok(child)
 }
 
 /// Runs `planet-traffic <subcommand> --seconds S ...` and reads its JSON line.
@@ -220,25 +337,27 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Per-round ratios attached/detached.
-fn ratios(samples: &Samples) -> Vec<f64> {
-    samples
-        .attached
-        .iter()
-        .zip(&samples.detached)
-        .map(|(a, d)| a / d)
-        .collect()
+fn spread(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
 }
 
-fn report(samples: &[Samples], orders: &[[Mode; 2]], options: &Options) -> String {
+fn report(samples: &[Samples], options: &Options) -> String {
+    use Mode::{Attached, Detached, Floor};
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let mut out = String::new();
-    let _ = writeln!(out, "## Probe overhead: attached / detached\n");
     let _ = writeln!(
         out,
-        "Kernel {}, {cpus} CPUs; {} rounds, {} s per workload run, order alternating (ABBA); \
-         workload {}. Agent: `planet-agent -listen-address {LISTEN} {}{}`.\n",
+        "## Probe overhead: attached / detached, beside the floor\n"
+    );
+    let _ = writeln!(
+        out,
+        "Kernel {}, {cpus} CPUs; {} rounds, {} s per workload run, order cycling through \
+         all six permutations; workload {}. Agent: `planet-agent -listen-address {LISTEN} {}{}`. \
+         Floor: `{FLOOR_EXAMPLE}` (programs that return at once on `sock_send_length` and \
+         `sock_recv_length`).\n",
         kernel.trim(),
         options.rounds,
         options.seconds,
@@ -255,23 +374,60 @@ fn report(samples: &[Samples], orders: &[[Mode; 2]], options: &Options) -> Strin
     );
     let _ = writeln!(
         out,
-        "| workload | median detached | median attached | ratio attached/detached | min ratio | max ratio | target | verdict |"
+        "| workload | median detached | median floor | median attached | floor/detached | \
+         attached/floor | attached/detached | min | max | target | verdict |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for (w, s) in WORKLOADS.iter().zip(samples) {
-        let ratio = median(&s.attached) / median(&s.detached);
-        let per_round = ratios(s);
-        let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = per_round.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let verdict = if ratio >= w.target { "pass" } else { "FAIL" };
+        let ratio = s.median(Attached) / s.median(Detached);
+        let (min, max) = spread(&s.ratios(Attached, Detached));
+        let (target, verdict) = match w.target {
+            Some(t) if ratio >= t => (format!("≥ {t}"), "pass"),
+            Some(t) => (format!("≥ {t}"), "FAIL"),
+            None => ("–".to_owned(), "–"),
+        };
         let _ = writeln!(
             out,
-            "| {} ({}) | {} | {} | {ratio:.4} | {min:.4} | {max:.4} | ≥ {} | {verdict} |",
+            "| {} ({}) | {} | {} | {} | {:.4} | {:.4} | {ratio:.4} | {min:.4} | {max:.4} | {target} | {verdict} |",
             w.name,
             w.unit,
-            rate(median(&s.detached), w),
-            rate(median(&s.attached), w),
-            w.target,
+            rate(s.median(Detached), w),
+            rate(s.median(Floor), w),
+            rate(s.median(Attached), w),
+            s.median(Floor) / s.median(Detached),
+            s.median(Attached) / s.median(Floor),
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\nTime per operation from the medians (one rr operation is a round trip: \
+         two sends and two receives):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| workload | detached ns | floor adds ns | attached adds ns | the agent's programs add ns |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for (w, s) in WORKLOADS.iter().zip(samples).filter(|(w, _)| w.per_op) {
+        let ns = |mode| 1e9 / s.median(mode);
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:+.0} | {:+.0} | {:+.0} |",
+            w.name,
+            ns(Detached),
+            ns(Floor) - ns(Detached),
+            ns(Attached) - ns(Detached),
+            ns(Attached) - ns(Floor),
+        );
+    }
+
+    if let Some(bound) = floor_bound(samples) {
+        let _ = writeln!(
+            out,
+            "\nThe floor costs {:.0} ns per probed call (empty-recv); an rr round trip makes four \
+             such calls, so no program on these events can keep rr above {:.4} of detached here.",
+            bound.per_call_ns, bound.rr_ratio
         );
     }
 
@@ -279,23 +435,55 @@ fn report(samples: &[Samples], orders: &[[Mode; 2]], options: &Options) -> Strin
     let mut header = String::from("| round | order |");
     let mut rule = String::from("|---|---|");
     for w in WORKLOADS {
-        let _ = write!(header, " {0} detached | {0} attached | {0} ratio |", w.name);
-        rule.push_str("---|---|---|");
+        let _ = write!(
+            header,
+            " {0} detached | {0} floor | {0} attached | {0} attached/detached |",
+            w.name
+        );
+        rule.push_str("---|---|---|---|");
     }
     let _ = writeln!(out, "{header}\n{rule}");
-    for (round, order) in orders.iter().enumerate() {
-        let order = match order[0] {
-            Mode::Detached => "detached, attached",
-            Mode::Attached => "attached, detached",
-        };
-        let _ = write!(out, "| {} | {order} |", round + 1);
+    let rounds = samples.first().map_or(0, |s| s.of(Detached).len());
+    for round in 0..rounds {
+        let names: Vec<&str> = order(round).iter().map(|m| m.name()).collect();
+        let _ = write!(out, "| {} | {} |", round + 1, names.join(", "));
         for (w, s) in WORKLOADS.iter().zip(samples) {
-            let (d, a) = (s.detached[round], s.attached[round]);
-            let _ = write!(out, " {} | {} | {:.4} |", rate(d, w), rate(a, w), a / d);
+            let [d, f, a] = Mode::ALL.map(|mode| s.of(mode)[round]);
+            let _ = write!(
+                out,
+                " {} | {} | {} | {:.4} |",
+                rate(d, w),
+                rate(f, w),
+                rate(a, w),
+                a / d
+            );
         }
         out.push('\n');
     }
     out
+}
+
+/// What the floor alone allows, from the medians.
+struct FloorBound {
+    /// What having a program on the event costs each call.
+    per_call_ns: f64,
+    /// The best rr ratio with that cost on each of a round trip's four calls.
+    rr_ratio: f64,
+}
+
+fn floor_bound(samples: &[Samples]) -> Option<FloorBound> {
+    let ns = |name: &str, mode: Mode| {
+        WORKLOADS
+            .iter()
+            .position(|w| w.name == name)
+            .map(|i| 1e9 / samples[i].median(mode))
+    };
+    let per_call_ns = ns("empty-recv", Mode::Floor)? - ns("empty-recv", Mode::Detached)?;
+    let rr_ns = ns("rr", Mode::Detached)?;
+    Some(FloorBound {
+        per_call_ns,
+        rr_ratio: rr_ns / (rr_ns + 4.0 * per_call_ns),
+    })
 }
 
 fn rate(value: f64, workload: &Workload) -> String {
@@ -330,20 +518,26 @@ mod tests {
     }
 
     #[test]
-    fn report_has_both_tables() {
+    fn orders_put_every_mode_in_every_place_equally() {
+        let mut counts = [[0; 3]; 3];
+        for round in 0..6 {
+            let order = order(round);
+            for (place, mode) in order.iter().enumerate() {
+                counts[mode.index()][place] += 1;
+            }
+            let mut sorted = order.map(Mode::index);
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2], "round {round} runs every mode once");
+        }
+        assert_eq!(counts, [[2; 3]; 3]);
+    }
+
+    #[test]
+    fn report_has_ratios_costs_and_rounds() {
         let samples = vec![
-            Samples {
-                detached: vec![100.0, 110.0],
-                attached: vec![99.0, 108.0],
-            },
-            Samples {
-                detached: vec![2e9, 2e9],
-                attached: vec![1.99e9, 2e9],
-            },
-        ];
-        let orders = [
-            [Mode::Detached, Mode::Attached],
-            [Mode::Attached, Mode::Detached],
+            Samples([vec![100.0, 110.0], vec![99.5, 109.0], vec![99.0, 108.0]]),
+            Samples([vec![2e9, 2e9], vec![2e9, 2e9], vec![1.99e9, 2e9]]),
+            Samples([vec![1e6, 1e6], vec![0.5e6, 0.5e6], vec![0.4e6, 0.4e6]]),
         ];
         let options = Options {
             rounds: 2,
@@ -351,17 +545,40 @@ mod tests {
             bpf_stats: true,
             cpu: Some(1),
         };
-        let text = report(&samples, &orders, &options);
+        let text = report(&samples, &options);
         assert!(
             text.contains(
-                "| rr (ops/s) | 105.0 | 103.5 | 0.9857 | 0.9818 | 0.9900 | ≥ 0.98 | pass |"
-            )
+                "| rr (ops/s) | 105.0 | 104.2 | 103.5 | 0.9929 | 0.9928 | 0.9857 | 0.9818 | 0.9900 | ≥ 0.98 | pass |"
+            ),
+            "{text}"
         );
         assert!(
             text.contains(
-                "| bulk (MB/s) | 2000 | 1995 | 0.9975 | 0.9950 | 1.0000 | ≥ 0.995 | pass |"
-            )
+                "| bulk (MB/s) | 2000 | 2000 | 1995 | 1.0000 | 0.9975 | 0.9975 | 0.9950 | 1.0000 | ≥ 0.995 | pass |"
+            ),
+            "{text}"
         );
-        assert!(text.contains("| 2 | attached, detached |"));
+        assert!(
+            text.contains(
+                "| empty-recv (calls/s) | 1000000 | 500000 | 400000 | 0.5000 | 0.8000 | 0.4000 | 0.4000 | 0.4000 | – | – |"
+            ),
+            "{text}"
+        );
+        // 1 µs per call detached, 2 µs with the floor, 2.5 µs attached.
+        assert!(
+            text.contains("| empty-recv | 1000 | +1000 | +1500 | +500 |"),
+            "{text}"
+        );
+        assert!(!text.contains("| bulk | "), "no time per byte: {text}");
+        // rr: 1e9 / 105 ns per round trip, plus four calls at 1000 ns each.
+        let bound = 1e9 / 105.0 / (1e9 / 105.0 + 4000.0);
+        assert!(
+            text.contains(&format!(
+                "The floor costs 1000 ns per probed call (empty-recv); an rr round trip makes \
+                 four such calls, so no program on these events can keep rr above {bound:.4}"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("| 2 | attached, floor, detached |"), "{text}");
     }
 }

@@ -105,13 +105,15 @@ enum Task {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
-    /// Probe overhead: workload rates with the agent detached vs attached.
+    /// Probe overhead: workload rates with the agent detached vs attached,
+    /// beside the floor (empty programs on the same events).
     ///
-    /// Builds the release agent and planet-traffic, then alternates detached
-    /// and attached runs (ABBA) of each workload. Prints a markdown table of
-    /// medians and ratios, also written to target/bench-overhead.md.
+    /// Builds the release agent, the hook_floor example and planet-traffic,
+    /// then runs each workload detached, with the floor and attached, in
+    /// every order in turn. Prints a markdown table of medians and ratios,
+    /// also written to target/bench-overhead.md.
     BenchOverhead {
-        /// Rounds; each measures every workload detached and attached.
+        /// Rounds; each measures every workload detached, floor and attached.
         #[arg(long, default_value_t = 10)]
         rounds: usize,
         /// Seconds per workload run.

@@ -1,6 +1,8 @@
 //! Loopback benchmarks: `bench-rr` (1-byte ping-pong, ops/s) and `bench-bulk`
-//! (one stream of 128 KiB writes, bytes/s). Both run two threads of one
-//! process, which share the `--comm` name.
+//! (one stream of 128 KiB writes, bytes/s), both two threads of one process
+//! which share the `--comm` name; and `bench-empty-recv` (calls/s of a
+//! `recv` that finds no data), which isolates what a probe on the receive
+//! path costs per call.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use planet_testkit::report::{BulkReport, RrReport};
+use planet_testkit::report::{BulkReport, CallsReport, RrReport};
 
 use crate::{emit, sys};
 
@@ -47,6 +49,16 @@ pub struct BulkArgs {
     /// Run both ends on this CPU only. Two threads ping-ponging across
     /// CPUs pay for wake-ups and idle states that vary from run to run;
     /// on one CPU each hand-off is a plain context switch.
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct EmptyRecvArgs {
+    /// How long to run.
+    #[arg(long)]
+    seconds: f64,
+    /// Run on this CPU only.
     #[arg(long)]
     cpu: Option<usize>,
 }
@@ -144,6 +156,47 @@ pub fn run_bulk(args: &BulkArgs) -> anyhow::Result<()> {
         mode: "bulk".into(),
         bytes_per_sec: bytes as f64 / seconds,
         bytes,
+        seconds,
+    })
+}
+
+/// `recv` on a connected non-blocking loopback socket that never gets data:
+/// each call enters the socket layer (and fires `sock_recv_length`) and
+/// returns `EAGAIN` without touching the network, so calls/s with and
+/// without probes gives their cost per call with little else varying.
+pub fn run_empty_recv(args: &EmptyRecvArgs) -> anyhow::Result<()> {
+    /// Calls between two looks at the clock.
+    const BATCH: u64 = 1024;
+    let run_for = duration(args.seconds)?;
+    if let Some(cpu) = args.cpu {
+        sys::pin_to_cpu(cpu)?;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").context("listen on 127.0.0.1")?;
+    let mut stream = TcpStream::connect(listener.local_addr()?).context("connect")?;
+    let (_peer, _) = listener.accept().context("accept")?;
+    stream.set_nonblocking(true)?;
+    let mut byte = [0u8; 1];
+    let mut calls = 0u64;
+    let start = Instant::now();
+    let elapsed = loop {
+        for _ in 0..BATCH {
+            match stream.read(&mut byte) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(n) => anyhow::bail!("recv on the idle socket returned {n} bytes"),
+                Err(err) => return Err(err).context("recv"),
+            }
+        }
+        calls += BATCH;
+        let elapsed = start.elapsed();
+        if elapsed >= run_for {
+            break elapsed;
+        }
+    };
+    let seconds = elapsed.as_secs_f64();
+    emit(&CallsReport {
+        mode: "empty-recv".into(),
+        calls_per_sec: calls as f64 / seconds,
+        calls,
         seconds,
     })
 }

@@ -1,6 +1,6 @@
 //! `planet-traffic`: a TCP traffic generator that reports exactly how many bytes
 //! it sent and received (the sum of successful syscall return values), for
-//! checking the agent's per-flow byte counters, plus two loopback benchmarks.
+//! checking the agent's per-flow byte counters, plus loopback benchmarks.
 //!
 //! Every mode first renames its process (`prctl(PR_SET_NAME)`) to `--comm`, so
 //! tests can find its flows by `process_name`, and ends by printing one JSON
@@ -38,6 +38,8 @@ enum Mode {
     BenchRr(bench::RrArgs),
     /// One connection, the sender writes 128 KiB buffers as fast as it can.
     BenchBulk(bench::BulkArgs),
+    /// `recv` on an idle non-blocking socket in a loop (EAGAIN every call).
+    BenchEmptyRecv(bench::EmptyRecvArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Mode::Client(args) => client::run(&args),
         Mode::BenchRr(args) => bench::run_rr(&args),
         Mode::BenchBulk(args) => bench::run_bulk(&args),
+        Mode::BenchEmptyRecv(args) => bench::run_empty_recv(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
