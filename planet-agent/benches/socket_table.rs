@@ -162,8 +162,10 @@ fn main() {
     // Loaded once, as the agent does at its first collection.
     let cpu = cpu_time(libc::RUSAGE_SELF);
     let start = Instant::now();
-    let mut iter = socket_table::OwnerSource::ebpf_iter()
-        .unwrap_or_else(|err| panic!("the eBPF socket iterator must load: {err}"));
+    let mut iter = socket_table::OwnerSource::ebpf_iter(std::path::Path::new(
+        planet_agent::ebpf::layout::KERNEL_BTF_PATH,
+    ))
+    .unwrap_or_else(|err| panic!("the eBPF socket iterator must load: {err}"));
     println!(
         "Loading the iterator once at start: {} ms wall, {} ms CPU.\n",
         ms(start.elapsed()),

@@ -1,6 +1,6 @@
 //! Wiring: start the tasks, serve HTTP, shut down on SIGTERM/SIGINT.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, signal::unix::SignalKind, task::JoinSet};
@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // malloc_trim (on a blocking thread ~15 MiB stayed resident).
     let owners = cli
         .task_socketstat_enabled
-        .then(|| OwnerSource::for_request(cli.task_socketstat_owners));
+        .then(|| OwnerSource::for_request(cli.task_socketstat_owners, &cli.kernel_btf));
 
     // Closed connections travel from the flow task to the socket table task.
     let closed_log = cli
@@ -65,11 +65,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             flows: cli.task_flow_max_flows,
         };
         let (mode, interval) = (cli.task_flow_mode, cli.task_interval);
+        let kernel_btf = cli.kernel_btf.clone();
         let program_stats = cli.task_flow_program_stats;
         let log = closed_log.clone();
         let budget = cli.budget();
         tasks.spawn(async move {
-            let task = start_flow_task(mode, limits, program_stats, interval, store).await;
+            let task =
+                start_flow_task(mode, limits, &kernel_btf, program_stats, interval, store).await;
             if let Some(task) = task {
                 task.with_closed_log(log, budget).run(shutdown).await;
             }
@@ -125,11 +127,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn start_flow_task(
     mode: ebpf::ModeRequest,
     limits: MapLimits,
+    kernel_btf: &Path,
     program_stats: bool,
     interval: Duration,
     store: Arc<Store>,
 ) -> Option<FlowTask> {
-    let loaded = tokio::task::spawn_blocking(move || ebpf::load(mode, limits))
+    let kernel_btf = kernel_btf.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || ebpf::load(mode, limits, &kernel_btf))
         .await
         .map_err(|err| anyhow::anyhow!("eBPF loader panicked: {err}"))
         .and_then(|r| r.map_err(anyhow::Error::from))

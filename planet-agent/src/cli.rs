@@ -2,7 +2,7 @@
 //! plus the in-process flow task's own. Go-style single-dash long flags
 //! (`-task-interval 7s`, `-task-flow-enabled=false`) work as well as `--`.
 
-use std::{ffi::OsString, net::SocketAddr, time::Duration};
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Parser, builder::BoolishValueParser};
 
@@ -73,6 +73,14 @@ pub struct Cli {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
     pub task_flow_program_stats: bool,
+
+    /// Where the kernel's BTF is read for type layouts (struct offsets the
+    /// eBPF programs use). Another file (e.g. from BTFHub) serves kernels
+    /// that do not publish their own; a path that does not exist means no
+    /// BTF: the flow task then reads trace records and socket owners come
+    /// from /proc
+    #[arg(long, default_value = crate::ebpf::layout::KERNEL_BTF_PATH, value_name = "PATH")]
+    pub kernel_btf: PathBuf,
 
     /// Enable socketstat collector task
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,

@@ -49,7 +49,7 @@ fn check_flow_modes(cli: &Cli) {
         flows: cli.task_flow_max_flows,
     };
     for mode in ebpf::ProbeMode::ALL {
-        match ebpf::check(mode, limits) {
+        match ebpf::check(mode, limits, &cli.kernel_btf) {
             Ok(()) => println!("flow-mode {mode}: ok"),
             Err(err) => println!(
                 "flow-mode {mode}: unavailable: {}",

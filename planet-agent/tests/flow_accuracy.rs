@@ -8,7 +8,10 @@
 //!
 //! `PLANET_TEST_FLOW_MODE` (tracepoint, fentry, kprobe) runs the suite in one
 //! probe mode, and fails if the agent cannot attach in it; the default is
-//! whatever `auto` picks. `PLANET_AGENT_BIN` and `PLANET_TRAFFIC_BIN` point
+//! whatever `auto` picks. `PLANET_TEST_KERNEL_BTF` is passed as `-kernel-btf`:
+//! a path that does not exist has the tracepoint mode count bytes from the
+//! trace records, as on a kernel without BTF (`cargo xtask test` runs the
+//! suite that way too), and the suite checks which programs are attached. `PLANET_AGENT_BIN` and `PLANET_TRAFFIC_BIN` point
 //! at the binaries where the build paths do not exist (the qemu guests of
 //! `cargo xtask test-vm`).
 
@@ -47,10 +50,19 @@ fn start_agent() -> AgentProcess {
     }
     let mode = std::env::var("PLANET_TEST_FLOW_MODE").ok();
     let mode_flag = format!("-task-flow-mode={}", mode.as_deref().unwrap_or("auto"));
+    let kernel_btf = std::env::var("PLANET_TEST_KERNEL_BTF").ok();
+    let mut args = vec![
+        "-task-socketstat-enabled=false".to_owned(),
+        mode_flag.clone(),
+    ];
+    if let Some(path) = &kernel_btf {
+        args.push(format!("-kernel-btf={path}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let agent = AgentProcess::start(
         planet_testkit::agent::binary().expect("planet-agent binary"),
         "1s",
-        &["-task-socketstat-enabled=false", &mode_flag],
+        &args,
     )
     .unwrap_or_else(|err| panic!("start planet-agent: {err:#}"));
     let attached = |s: &[Sample]| prom::value(s, "planet_flow_programs_attached", &[]) == Some(1.0);
@@ -70,7 +82,50 @@ fn start_agent() -> AgentProcess {
             "the agent did not attach in mode {mode}"
         );
     }
+    assert_length_programs(&agent, kernel_btf.as_deref());
     agent
+}
+
+/// `enum bpf_prog_type` values.
+const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
+
+/// In the tracepoint mode, which programs count bytes: the raw ones where
+/// the BTF gives `sk_protocol`'s offset, the record-reading ones without
+/// BTF. Other modes attach neither kind for bytes.
+fn assert_length_programs(agent: &AgentProcess, kernel_btf: Option<&str>) {
+    let samples = agent
+        .scrape()
+        .unwrap_or_else(|err| panic!("scrape: {err:#}"));
+    if prom::value(&samples, "planet_flow_mode", &[("mode", "tracepoint")]) != Some(1.0) {
+        return;
+    }
+    let types = agent
+        .bpf_program_types()
+        .unwrap_or_else(|err| panic!("the agent's BPF programs: {err:#}"));
+    let count = |kind| types.iter().filter(|t| **t == kind).count();
+    let btf = std::path::Path::new(kernel_btf.unwrap_or("/sys/kernel/btf/vmlinux"));
+    if btf.exists() {
+        assert_eq!(
+            count(BPF_PROG_TYPE_RAW_TRACEPOINT),
+            2,
+            "with BTF at {}, sock_send_length and sock_recv_length get raw tracepoint programs; \
+             program types: {types:?}",
+            btf.display()
+        );
+    } else {
+        assert_eq!(
+            count(BPF_PROG_TYPE_RAW_TRACEPOINT),
+            0,
+            "without BTF (-kernel-btf {}), no raw programs; program types: {types:?}",
+            btf.display()
+        );
+        // Lifecycle, send and receive (and tcp_destroy_sock where it exists).
+        assert!(
+            count(BPF_PROG_TYPE_TRACEPOINT) >= 3,
+            "without BTF the byte counts come from trace-record programs; program types: {types:?}"
+        );
+    }
 }
 
 /// Where the two ends run: one in the root namespace, one inside `net`.

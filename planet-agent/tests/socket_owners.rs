@@ -84,8 +84,10 @@ fn iterator_owners_equal_the_proc_walk() {
     if let Err(err) = planet_testkit::require_root() {
         panic!("the socket iterator test cannot run: {err:#}");
     }
-    let mut iter = OwnerSource::ebpf_iter()
-        .unwrap_or_else(|err| panic!("the eBPF socket iterator must load on this kernel: {err:#}"));
+    let mut iter = OwnerSource::ebpf_iter(std::path::Path::new(
+        planet_agent::ebpf::layout::KERNEL_BTF_PATH,
+    ))
+    .unwrap_or_else(|err| panic!("the eBPF socket iterator must load on this kernel: {err:#}"));
     assert_eq!(iter.method(), OwnerMethod::EbpfIter);
 
     // A program whose name (and so the holder's comm) is not UTF-8.

@@ -109,6 +109,26 @@ impl AgentProcess {
         self.pid
     }
 
+    /// The type (`enum bpf_prog_type`) of every BPF program the agent
+    /// holds a descriptor of, from `/proc/<pid>/fdinfo`.
+    pub fn bpf_program_types(&self) -> anyhow::Result<Vec<u32>> {
+        let dir = PathBuf::from(format!("/proc/{}/fdinfo", self.pid));
+        let mut types = Vec::new();
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
+            // A descriptor closed since the listing has no fdinfo any more.
+            let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+                continue;
+            };
+            if let Some(kind) = info
+                .lines()
+                .find_map(|line| line.strip_prefix("prog_type:"))
+            {
+                types.push(kind.trim().parse().context("prog_type in fdinfo")?);
+            }
+        }
+        Ok(types)
+    }
+
     /// Everything the agent wrote to stdout and stderr so far.
     pub fn logs(&self) -> String {
         std::fs::read(&self.log_path)

@@ -29,6 +29,10 @@ fn steps() -> Vec<Step> {
             run: cargo_test,
         },
         Step {
+            name: "flow accuracy without BTF (trace-record programs)",
+            run: flow_accuracy_without_btf,
+        },
+        Step {
             name: "agent smoke (attach, scrape, SIGTERM)",
             run: agent_smoke,
         },
@@ -136,6 +140,23 @@ fn cargo_test() -> Result<()> {
             .args(HOST_TARGETS)
             .arg("--no-fail-fast")
             .env("PLANET_AGENT_BIN", agent)
+            .current_dir(cmd::workspace_root()),
+    )
+}
+
+/// The accuracy suite again in the tracepoint mode with `-kernel-btf`
+/// pointing nowhere: bytes then come from the programs that read trace
+/// records (kernels with the length tracepoints but no BTF), which no
+/// kernel at hand would otherwise run.
+fn flow_accuracy_without_btf() -> Result<()> {
+    let agent = cmd::target_dir()?.join("debug").join("planet-agent");
+    cmd::run(
+        cmd::as_root("cargo")
+            .args(["test", "-p", "planet-agent", "--test", "flow_accuracy"])
+            .args(["--", "--test-threads=1"])
+            .env("PLANET_AGENT_BIN", agent)
+            .env("PLANET_TEST_FLOW_MODE", "tracepoint")
+            .env("PLANET_TEST_KERNEL_BTF", "/nonexistent/planet-test/vmlinux")
             .current_dir(cmd::workspace_root()),
     )
 }

@@ -252,6 +252,10 @@ pub fn destroy_tracepoint(
     Ok(())
 }
 
+/// Where the running kernel publishes its BTF; `-kernel-btf` can name
+/// another file for the type layouts.
+pub const KERNEL_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
 /// The running kernel's BTF, parsed once per probe-mode attempt.
 pub struct KernelBtf {
     btf: btf_rs::Btf,

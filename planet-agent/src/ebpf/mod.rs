@@ -5,6 +5,8 @@
 pub mod layout;
 pub mod probe;
 
+use std::path::Path;
+
 use aya::{Ebpf, EbpfLoader};
 use planet_common::names;
 use thiserror::Error;
@@ -73,14 +75,20 @@ pub struct Loaded {
 }
 
 /// Loads the object and attaches the first mode of `request` that works.
-pub fn load(request: ModeRequest, limits: MapLimits) -> Result<Loaded, LoadError> {
+///
+/// Type layouts come from the BTF at `kernel_btf` (see [`probe::prepare`]).
+pub fn load(
+    request: ModeRequest,
+    limits: MapLimits,
+    kernel_btf: &Path,
+) -> Result<Loaded, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     raise_memlock_limit();
     let mut rejected = Vec::new();
     for mode in request.candidates() {
-        let result = load_mode(mode, limits);
+        let result = load_mode(mode, limits, kernel_btf);
         release_freed_memory();
         match result {
             Ok(ebpf) => {
@@ -108,18 +116,18 @@ pub fn load(request: ModeRequest, limits: MapLimits) -> Result<Loaded, LoadError
 
 /// Loads and attaches the programs of `mode` alone, then detaches them:
 /// whether `mode` works on this kernel, and if not, why.
-pub fn check(mode: ProbeMode, limits: MapLimits) -> Result<(), LoadError> {
+pub fn check(mode: ProbeMode, limits: MapLimits, kernel_btf: &Path) -> Result<(), LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     raise_memlock_limit();
-    let result = load_mode(mode, limits).map(drop);
+    let result = load_mode(mode, limits, kernel_btf).map(drop);
     release_freed_memory();
     result
 }
 
-fn load_mode(mode: ProbeMode, limits: MapLimits) -> Result<Ebpf, LoadError> {
-    let plan = probe::prepare(mode)?;
+fn load_mode(mode: ProbeMode, limits: MapLimits, kernel_btf: &Path) -> Result<Ebpf, LoadError> {
+    let plan = probe::prepare(mode, kernel_btf)?;
     // The programs read only offsets measured above: no CO-RE relocation
     // needs the kernel's BTF, so aya is spared parsing it again.
     let mut ebpf = EbpfLoader::new()

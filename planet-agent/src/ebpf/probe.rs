@@ -77,8 +77,6 @@ impl FromStr for ModeRequest {
     }
 }
 
-/// Where the running kernel describes itself.
-const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// Present when the kernel can create kprobes through perf events.
 const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";
 
@@ -104,13 +102,14 @@ impl Plan {
     }
 }
 
-/// Measures what the programs of `mode` read on the running kernel, or
-/// says why `mode` cannot run here.
-pub fn prepare(mode: ProbeMode) -> Result<Plan, LoadError> {
+/// Measures what the programs of `mode` read on the running kernel (type
+/// layouts from the BTF at `kernel_btf`; a missing file is a kernel without
+/// BTF), or says why `mode` cannot run here.
+pub fn prepare(mode: ProbeMode, kernel_btf: &Path) -> Result<Plan, LoadError> {
     let mut config = ProbeConfig::UNSET;
     let config = &mut config;
     let tracefs = layout::tracefs_root()?;
-    let btf = layout::KernelBtf::open(Path::new(KERNEL_BTF));
+    let btf = layout::KernelBtf::open(kernel_btf);
     let kernel = layout::KernelVersion::running();
     let mut recv = None;
     let mut recv_flags_arg = 0;
@@ -127,7 +126,7 @@ pub fn prepare(mode: ProbeMode) -> Result<Plan, LoadError> {
         }
         ProbeMode::Fentry => {
             let btf = btf.as_ref().ok_or(LoadError::Unsupported(
-                "fentry needs the kernel's BTF (/sys/kernel/btf/vmlinux is missing)",
+                "fentry needs the kernel's BTF (none at the -kernel-btf path)",
             ))?;
             let signature = btf.recv_signature()?;
             recv_flags_arg = signature.flags_arg();

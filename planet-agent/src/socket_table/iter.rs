@@ -40,8 +40,6 @@ use crate::ebpf::layout::KernelBtf;
 /// The iterator object built by `build.rs` (empty with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/planet-sockets"));
 
-const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
-
 /// Parameters of `bpf_iter_task_file`, whose context is one 8-byte slot
 /// per parameter in this order: what the program reads.
 const CONTEXT: [&str; 4] = ["meta", "task", "fd", "file"];
@@ -50,8 +48,8 @@ const CONTEXT: [&str; 4] = ["meta", "task", "fd", "file"];
 pub enum IterError {
     #[error("this binary was built without eBPF programs (AYA_BUILD_SKIP)")]
     NoObject,
-    #[error("the kernel has no BTF ({KERNEL_BTF} is missing or unreadable)")]
-    NoBtf,
+    #[error("no kernel BTF at {0} (missing or unreadable)")]
+    NoBtf(std::path::PathBuf),
     #[error("the kernel's BTF has no {0}")]
     MissingMember(&'static str),
     #[error("{what} is {size} bytes on this kernel, expected {expected}")]
@@ -154,22 +152,24 @@ impl std::fmt::Debug for SocketIter {
 const READ_CHUNK: usize = 2048 * SocketOwnerRecord::SIZE;
 
 impl SocketIter {
-    /// Measures the kernel, loads the program and runs it once, so a
-    /// kernel that rejects it is found here, not at the first collection.
-    pub fn load() -> Result<Self, IterError> {
+    /// Measures the kernel (type layouts from the BTF at `kernel_btf`),
+    /// loads the program and runs it once, so a kernel that rejects it is
+    /// found here, not at the first collection.
+    pub fn load(kernel_btf: &Path) -> Result<Self, IterError> {
         if OBJECT.is_empty() {
             return Err(IterError::NoObject);
         }
-        let result = Self::load_inner();
+        let result = Self::load_inner(kernel_btf);
         crate::ebpf::release_freed_memory();
         let mut iter = result?;
         iter.for_each_record(|_| {})?;
         Ok(iter)
     }
 
-    fn load_inner() -> Result<Self, IterError> {
+    fn load_inner(kernel_btf: &Path) -> Result<Self, IterError> {
         let config = {
-            let btf = KernelBtf::open(Path::new(KERNEL_BTF)).ok_or(IterError::NoBtf)?;
+            let btf = KernelBtf::open(kernel_btf)
+                .ok_or_else(|| IterError::NoBtf(kernel_btf.to_owned()))?;
             measure(&btf)?
         };
         crate::ebpf::raise_memlock_limit();
@@ -180,7 +180,8 @@ impl SocketIter {
             .override_global(CONFIG_GLOBAL, &config, true)
             .load(OBJECT)
             .map_err(|e| IterError::Object(Box::new(e)))?;
-        // Attaching an iterator names its kernel target by BTF id.
+        // Attaching an iterator names its kernel target by the id in the
+        // kernel's own BTF, whatever file gave the layouts.
         let btf = aya::Btf::from_sys_fs().map_err(|e| IterError::Btf(Box::new(e)))?;
         let program: &mut Iter = ebpf
             .program_mut(PROGRAM)
@@ -411,7 +412,7 @@ mod tests {
 
     #[test]
     fn measures_this_kernels_layout_when_it_has_btf() {
-        let path = Path::new(KERNEL_BTF);
+        let path = Path::new(crate::ebpf::layout::KERNEL_BTF_PATH);
         let Some(btf) = KernelBtf::open(path) else {
             assert!(!path.exists(), "BTF present but unreadable");
             eprintln!("no BTF on this kernel: the socket table uses the /proc walk");

@@ -79,20 +79,23 @@ pub enum OwnerSource {
 }
 
 impl OwnerSource {
-    /// What `request` asks for; the iterator falls back to the walk.
-    pub fn for_request(request: OwnerRequest) -> Self {
+    /// What `request` asks for; the iterator (type layouts from the BTF at
+    /// `kernel_btf`) falls back to the walk.
+    pub fn for_request(request: OwnerRequest, kernel_btf: &Path) -> Self {
         match request {
             OwnerRequest::Only(OwnerMethod::ProcWalk) => {
                 tracing::info!(method = %OwnerMethod::ProcWalk, "socket owners come from the /proc/<pid>/fd walk (-task-socketstat-owners)");
                 Self::proc_walk()
             }
-            OwnerRequest::Auto | OwnerRequest::Only(OwnerMethod::EbpfIter) => Self::detect(),
+            OwnerRequest::Auto | OwnerRequest::Only(OwnerMethod::EbpfIter) => {
+                Self::detect(kernel_btf)
+            }
         }
     }
 
     /// The iterator where it works, otherwise the `/proc` walk.
-    pub fn detect() -> Self {
-        match Self::ebpf_iter() {
+    pub fn detect(kernel_btf: &Path) -> Self {
+        match Self::ebpf_iter(kernel_btf) {
             Ok(source) => {
                 tracing::info!(method = %OwnerMethod::EbpfIter, "socket owners come from the eBPF task_file iterator");
                 source
@@ -109,8 +112,8 @@ impl OwnerSource {
     }
 
     /// The eBPF iterator, or why it cannot be used.
-    pub fn ebpf_iter() -> Result<Self, IterError> {
-        SocketIter::load().map(|iter| Self::EbpfIter(Box::new(iter)))
+    pub fn ebpf_iter(kernel_btf: &Path) -> Result<Self, IterError> {
+        SocketIter::load(kernel_btf).map(|iter| Self::EbpfIter(Box::new(iter)))
     }
 
     /// The `/proc` walk.
@@ -170,7 +173,10 @@ mod tests {
 
     #[test]
     fn a_forced_walk_never_loads_the_iterator() {
-        let source = OwnerSource::for_request(OwnerRequest::Only(OwnerMethod::ProcWalk));
+        let source = OwnerSource::for_request(
+            OwnerRequest::Only(OwnerMethod::ProcWalk),
+            Path::new(crate::ebpf::layout::KERNEL_BTF_PATH),
+        );
         assert_eq!(source.method(), OwnerMethod::ProcWalk);
     }
 }
