@@ -375,12 +375,15 @@ fn report(samples: &[Samples], options: &Options) -> String {
     let _ = writeln!(
         out,
         "| workload | median detached | median floor | median attached | floor/detached | \
-         attached/floor | attached/detached | min | max | target | verdict |"
+         attached/floor | attached/detached | per-round attached/floor | per-round attached/detached (min–max) | \
+         target | verdict |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
     for (w, s) in WORKLOADS.iter().zip(samples) {
         let ratio = s.median(Attached) / s.median(Detached);
-        let (min, max) = spread(&s.ratios(Attached, Detached));
+        let per_round = s.ratios(Attached, Detached);
+        let (min, max) = spread(&per_round);
+        let over_floor = median(&s.ratios(Attached, Floor));
         let (target, verdict) = match w.target {
             Some(t) if ratio >= t => (format!("≥ {t}"), "pass"),
             Some(t) => (format!("≥ {t}"), "FAIL"),
@@ -388,7 +391,7 @@ fn report(samples: &[Samples], options: &Options) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} ({}) | {} | {} | {} | {:.4} | {:.4} | {ratio:.4} | {min:.4} | {max:.4} | {target} | {verdict} |",
+            "| {} ({}) | {} | {} | {} | {:.4} | {:.4} | {ratio:.4} | {over_floor:.4} | {:.4} ({min:.4}–{max:.4}) | {target} | {verdict} |",
             w.name,
             w.unit,
             rate(s.median(Detached), w),
@@ -396,6 +399,7 @@ fn report(samples: &[Samples], options: &Options) -> String {
             rate(s.median(Attached), w),
             s.median(Floor) / s.median(Detached),
             s.median(Attached) / s.median(Floor),
+            median(&per_round),
         );
     }
 
@@ -548,19 +552,19 @@ mod tests {
         let text = report(&samples, &options);
         assert!(
             text.contains(
-                "| rr (ops/s) | 105.0 | 104.2 | 103.5 | 0.9929 | 0.9928 | 0.9857 | 0.9818 | 0.9900 | ≥ 0.98 | pass |"
+                "| rr (ops/s) | 105.0 | 104.2 | 103.5 | 0.9929 | 0.9928 | 0.9857 | 0.9929 | 0.9859 (0.9818–0.9900) | ≥ 0.98 | pass |"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "| bulk (MB/s) | 2000 | 2000 | 1995 | 1.0000 | 0.9975 | 0.9975 | 0.9950 | 1.0000 | ≥ 0.995 | pass |"
+                "| bulk (MB/s) | 2000 | 2000 | 1995 | 1.0000 | 0.9975 | 0.9975 | 0.9975 | 0.9975 (0.9950–1.0000) | ≥ 0.995 | pass |"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "| empty-recv (calls/s) | 1000000 | 500000 | 400000 | 0.5000 | 0.8000 | 0.4000 | 0.4000 | 0.4000 | – | – |"
+                "| empty-recv (calls/s) | 1000000 | 500000 | 400000 | 0.5000 | 0.8000 | 0.4000 | 0.8000 | 0.4000 (0.4000–0.4000) | – | – |"
             ),
             "{text}"
         );
