@@ -18,7 +18,9 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use planet_common::{
-    AF_INET, AF_INET6, FlowMeta, IPPROTO_TCP, MSG_PEEK, Origin, config::LENGTH_LAYOUT, tcp_state,
+    AF_INET, AF_INET6, FlowMeta, IPPROTO_TCP, MSG_PEEK, Origin,
+    config::{LENGTH_LAYOUT, STATE_LAYOUT},
+    tcp_state,
 };
 
 use crate::{
@@ -65,13 +67,14 @@ fn field<T>(ctx: &TracePointContext, offset: u16) -> Result<T, i32> {
 }
 
 /// Loads a field of the record directly. Only for offsets the loader
-/// verified against the event's format (`len_fixed_layout`).
+/// verified against the event's format (`len_fixed_layout`,
+/// `state_fixed_layout`).
 #[inline(always)]
 fn load<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     // SAFETY: the record is 8-byte aligned and every offset is a multiple of
-    // its field size; the verifier bounds-checks constant-offset loads, and
-    // the loader set `len_fixed_layout` only after matching the offsets
-    // against this kernel's format file.
+    // its field's alignment; the verifier bounds-checks constant-offset
+    // loads, and the loader sets the fixed-layout flags only after matching
+    // the offsets against this kernel's format file.
     unsafe { ctx.as_ptr().cast::<u8>().add(offset).cast::<T>().read() }
 }
 
@@ -126,21 +129,77 @@ fn on_raw_length(ctx: &RawTracePointContext, dir: Dir) {
     flow::account_any(ctx.arg::<u64>(0), dir, ret as u64);
 }
 
+/// Reads the fields of an `inet_sock_set_state` record: straight from the
+/// record where the loader matched the event's format against
+/// [`STATE_LAYOUT`] (`state_fixed_layout`), through the checked helper at
+/// the measured offsets elsewhere.
+struct StateRecord<'a> {
+    ctx: &'a TracePointContext,
+    fixed: bool,
+}
+
+impl StateRecord<'_> {
+    /// The scalar field at `fixed_at` in [`STATE_LAYOUT`], `measured_at`
+    /// otherwise. (Arrays go through [`Self::ipv4`] and [`Self::ipv6`]: the
+    /// verifier allows only constant-offset scalar loads from the record.)
+    #[inline(always)]
+    fn get<T: Copy>(&self, fixed_at: u16, measured_at: u16) -> Result<T, i32> {
+        if self.fixed {
+            Ok(load(self.ctx, fixed_at as usize))
+        } else {
+            field(self.ctx, measured_at)
+        }
+    }
+
+    /// A 4-byte address field, as one 4-byte load when the layout is fixed.
+    #[inline(always)]
+    fn ipv4(&self, fixed_at: u16, measured_at: u16) -> Result<[u8; 4], i32> {
+        if self.fixed {
+            Ok(load::<u32>(self.ctx, fixed_at as usize).to_ne_bytes())
+        } else {
+            field(self.ctx, measured_at)
+        }
+    }
+
+    /// A 16-byte address field, as two 8-byte loads when the layout is fixed.
+    #[inline(always)]
+    fn ipv6(&self, fixed_at: u16, measured_at: u16) -> Result<[u8; 16], i32> {
+        if self.fixed {
+            let high = load::<u64>(self.ctx, fixed_at as usize).to_ne_bytes();
+            let low = load::<u64>(self.ctx, fixed_at as usize + 8).to_ne_bytes();
+            let mut address = [0u8; 16];
+            address[..8].copy_from_slice(&high);
+            address[8..].copy_from_slice(&low);
+            Ok(address)
+        } else {
+            field(self.ctx, measured_at)
+        }
+    }
+}
+
 #[inline(always)]
 fn on_state(ctx: &TracePointContext) -> Result<(), i32> {
-    let protocol: u16 = field(ctx, layout!(state_protocol))?;
+    let record = StateRecord {
+        ctx,
+        fixed: layout!(state_fixed_layout) != 0,
+    };
+    let protocol: u16 = record.get(STATE_LAYOUT.protocol, layout!(state_protocol))?;
     if protocol != IPPROTO_TCP {
         return Ok(());
     }
-    let sk: u64 = field(ctx, layout!(state_skaddr))?;
-    let old: i32 = field(ctx, layout!(state_oldstate))?;
-    let new: i32 = field(ctx, layout!(state_newstate))?;
+    let sk: u64 = record.get(STATE_LAYOUT.skaddr, layout!(state_skaddr))?;
+    let old: i32 = record.get(STATE_LAYOUT.oldstate, layout!(state_oldstate))?;
+    let new: i32 = record.get(STATE_LAYOUT.newstate, layout!(state_newstate))?;
     match new {
-        tcp_state::SYN_SENT => flow::open(sk, endpoints(ctx)?, Origin::Connected, Birth::New, true),
-        tcp_state::SYN_RECV => flow::open(sk, endpoints(ctx)?, Origin::Accepted, Birth::New, false),
+        tcp_state::SYN_SENT => {
+            flow::open(sk, endpoints(&record)?, Origin::Connected, Birth::New, true)
+        }
+        tcp_state::SYN_RECV => {
+            flow::open(sk, endpoints(&record)?, Origin::Accepted, Birth::New, false)
+        }
         tcp_state::ESTABLISHED if old == tcp_state::SYN_RECV => flow::open(
             sk,
-            endpoints(ctx)?,
+            endpoints(&record)?,
             Origin::Accepted,
             Birth::Established,
             false,
@@ -164,19 +223,19 @@ pub fn planet_tp_destroy(ctx: TracePointContext) -> u32 {
 
 /// The socket's endpoints as the tracepoint reports them (ports in host order).
 #[inline(always)]
-fn endpoints(ctx: &TracePointContext) -> Result<FlowMeta, i32> {
+fn endpoints(record: &StateRecord<'_>) -> Result<FlowMeta, i32> {
     let mut meta = FlowMeta::ZERO;
-    meta.family = field(ctx, layout!(state_family))?;
-    meta.local_port = field(ctx, layout!(state_sport))?;
-    meta.remote_port = field(ctx, layout!(state_dport))?;
+    meta.family = record.get(STATE_LAYOUT.family, layout!(state_family))?;
+    meta.local_port = record.get(STATE_LAYOUT.sport, layout!(state_sport))?;
+    meta.remote_port = record.get(STATE_LAYOUT.dport, layout!(state_dport))?;
     if meta.family == AF_INET {
-        let local: [u8; 4] = field(ctx, layout!(state_saddr))?;
-        let remote: [u8; 4] = field(ctx, layout!(state_daddr))?;
+        let local = record.ipv4(STATE_LAYOUT.saddr, layout!(state_saddr))?;
+        let remote = record.ipv4(STATE_LAYOUT.daddr, layout!(state_daddr))?;
         meta.local_addr[..4].copy_from_slice(&local);
         meta.remote_addr[..4].copy_from_slice(&remote);
     } else if meta.family == AF_INET6 {
-        meta.local_addr = field(ctx, layout!(state_saddr_v6))?;
-        meta.remote_addr = field(ctx, layout!(state_daddr_v6))?;
+        meta.local_addr = record.ipv6(STATE_LAYOUT.saddr_v6, layout!(state_saddr_v6))?;
+        meta.remote_addr = record.ipv6(STATE_LAYOUT.daddr_v6, layout!(state_daddr_v6))?;
     }
     Ok(meta)
 }

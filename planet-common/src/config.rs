@@ -47,8 +47,12 @@ pub struct ProbeConfig {
     /// length programs, which see only the socket pointer, check it for
     /// sockets they have not seen yet.
     pub sock_protocol: u16,
+    /// 1 when `sock:inet_sock_set_state` has exactly [`STATE_LAYOUT`]: the
+    /// lifecycle program then loads its fields straight from the record.
+    pub state_fixed_layout: u16,
+    pub reserved: u16,
 }
-const _: () = assert!(size_of::<ProbeConfig>() == 40);
+const _: () = assert!(size_of::<ProbeConfig>() == 44);
 
 impl ProbeConfig {
     /// All offsets unknown; what the object holds before the loader fills it.
@@ -73,12 +77,46 @@ impl ProbeConfig {
         destroy_skaddr: 0,
         len_fixed_layout: 0,
         sock_protocol: 0,
+        state_fixed_layout: 0,
+        reserved: 0,
     };
 }
 
 /// The `sock:sock_{send,recv}_length` layout of Linux 6.3 onwards:
 /// offsets of `sk`, `protocol`, `ret` and `flags`.
 pub const LENGTH_LAYOUT: [u16; 4] = [8, 18, 20, 24];
+
+/// Offsets of the `sock:inet_sock_set_state` record's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateLayout {
+    pub skaddr: u16,
+    pub oldstate: u16,
+    pub newstate: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub protocol: u16,
+    pub saddr: u16,
+    pub daddr: u16,
+    pub saddr_v6: u16,
+    pub daddr_v6: u16,
+}
+
+/// The `sock:inet_sock_set_state` layout since Linux 4.16, when the event
+/// moved to the `sock` system with its `protocol` field.
+pub const STATE_LAYOUT: StateLayout = StateLayout {
+    skaddr: 8,
+    oldstate: 16,
+    newstate: 20,
+    sport: 24,
+    dport: 26,
+    family: 28,
+    protocol: 30,
+    saddr: 32,
+    daddr: 36,
+    saddr_v6: 40,
+    daddr_v6: 56,
+};
 
 /// Offsets inside `struct sock_common` that have not moved since Linux 2.6
 /// (`include/net/sock.h`): the first 20 bytes. Anything else is measured.

@@ -240,6 +240,20 @@ pub fn state_tracepoint(config: &mut ProbeConfig, f: &TracepointFormat) -> Resul
     config.state_daddr = f.offset("daddr", 4)?;
     config.state_saddr_v6 = f.offset("saddr_v6", 16)?;
     config.state_daddr_v6 = f.offset("daddr_v6", 16)?;
+    let measured = planet_common::config::StateLayout {
+        skaddr: config.state_skaddr,
+        oldstate: config.state_oldstate,
+        newstate: config.state_newstate,
+        sport: config.state_sport,
+        dport: config.state_dport,
+        family: config.state_family,
+        protocol: config.state_protocol,
+        saddr: config.state_saddr,
+        daddr: config.state_daddr,
+        saddr_v6: config.state_saddr_v6,
+        daddr_v6: config.state_daddr_v6,
+    };
+    config.state_fixed_layout = u16::from(measured == planet_common::config::STATE_LAYOUT);
     Ok(())
 }
 
@@ -582,6 +596,14 @@ print fmt: \"sk address = %p\", REC->sk
         assert_eq!(config.state_saddr, 32);
         assert_eq!(config.state_daddr_v6, 56);
         assert_eq!(config.state_protocol, 30);
+        assert_eq!(config.state_fixed_layout, 1, "the layout since 4.16");
+
+        // Any field elsewhere: the program reads at the measured offsets.
+        let moved = STATE.replace("daddr_v6[16];\toffset:56", "daddr_v6[16];\toffset:64");
+        let f = TracepointFormat::parse("sock:inet_sock_set_state", &moved).unwrap();
+        state_tracepoint(&mut config, &f).unwrap();
+        assert_eq!(config.state_daddr_v6, 64);
+        assert_eq!(config.state_fixed_layout, 0);
     }
 
     #[test]
