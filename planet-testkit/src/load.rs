@@ -76,7 +76,7 @@ impl HeldConnections {
 }
 
 /// A TCP connection to `to` from `source` (port chosen by the kernel).
-fn connect_from(source: Ipv4Addr, to: SocketAddrV4) -> std::io::Result<TcpStream> {
+pub fn connect_from(source: Ipv4Addr, to: SocketAddrV4) -> std::io::Result<TcpStream> {
     let sockaddr = |addr: SocketAddrV4| libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: addr.port().to_be(),

@@ -53,7 +53,7 @@ pub struct RrReport {
     pub seconds: f64,
 }
 
-/// Line printed by `planet-traffic bench-empty-recv`.
+/// Line printed by `planet-traffic bench-empty-recv` and `bench-conn`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallsReport {
     pub mode: String,

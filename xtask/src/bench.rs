@@ -80,6 +80,16 @@ const WORKLOADS: &[Workload] = &[
         per_op: false,
     },
     Workload {
+        name: "conn",
+        subcommand: "bench-conn",
+        extra_args: &[],
+        field: "calls_per_sec",
+        unit: "conns/s",
+        scale: 1.0,
+        target: None,
+        per_op: true,
+    },
+    Workload {
         name: "empty-recv",
         subcommand: "bench-empty-recv",
         extra_args: &[],
@@ -541,6 +551,7 @@ mod tests {
         let samples = vec![
             Samples([vec![100.0, 110.0], vec![99.5, 109.0], vec![99.0, 108.0]]),
             Samples([vec![2e9, 2e9], vec![2e9, 2e9], vec![1.99e9, 2e9]]),
+            Samples([vec![1e4, 1e4], vec![1e4, 1e4], vec![0.5e4, 0.5e4]]),
             Samples([vec![1e6, 1e6], vec![0.5e6, 0.5e6], vec![0.4e6, 0.4e6]]),
         ];
         let options = Options {
@@ -571,6 +582,10 @@ mod tests {
         // 1 µs per call detached, 2 µs with the floor, 2.5 µs attached.
         assert!(
             text.contains("| empty-recv | 1000 | +1000 | +1500 | +500 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| conn | 100000 | +0 | +100000 | +100000 |"),
             "{text}"
         );
         assert!(!text.contains("| bulk | "), "no time per byte: {text}");

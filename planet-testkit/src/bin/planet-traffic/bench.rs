@@ -1,8 +1,9 @@
-//! Loopback benchmarks: `bench-rr` (1-byte ping-pong, ops/s) and `bench-bulk`
-//! (one stream of 128 KiB writes, bytes/s), both two threads of one process
-//! which share the `--comm` name; and `bench-empty-recv` (calls/s of a
-//! `recv` that finds no data), which isolates what a probe on the receive
-//! path costs per call.
+//! Loopback benchmarks: `bench-rr` (1-byte ping-pong, ops/s), `bench-bulk`
+//! (one stream of 128 KiB writes, bytes/s) and `bench-conn` (connections
+//! opened, used for one 1-byte exchange and closed, per second), each two
+//! threads of one process which share the `--comm` name; and
+//! `bench-empty-recv` (calls/s of a `recv` that finds no data), which
+//! isolates what a probe on the receive path costs per call.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use planet_testkit::report::{BulkReport, CallsReport, RrReport};
+use planet_testkit::{
+    load,
+    report::{BulkReport, CallsReport, RrReport},
+};
 
 use crate::{emit, sys};
 
@@ -49,6 +53,19 @@ pub struct BulkArgs {
     /// Run both ends on this CPU only. Two threads ping-ponging across
     /// CPUs pay for wake-ups and idle states that vary from run to run;
     /// on one CPU each hand-off is a plain context switch.
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// How long to run.
+    #[arg(long)]
+    seconds: f64,
+    /// Process name (comm) to set, at most 15 bytes.
+    #[arg(long, default_value = "planet-bench")]
+    comm: String,
+    /// Run both ends on this CPU only.
     #[arg(long)]
     cpu: Option<usize>,
 }
@@ -197,6 +214,59 @@ pub fn run_empty_recv(args: &EmptyRecvArgs) -> anyhow::Result<()> {
         mode: "empty-recv".into(),
         calls_per_sec: calls as f64 / seconds,
         calls,
+        seconds,
+    })
+}
+
+/// Short connections on loopback: connect, one byte each way, close; the
+/// server accepts, echoes the byte and closes. Each connection takes both
+/// sockets through their whole lifecycle (every state change a probe sees).
+/// The client closes first, so `TIME_WAIT` sockets pile up on its side;
+/// it moves to a fresh 127.77.x.y source address every 10,000 connections
+/// so no run runs out of ports.
+pub fn run_conn(args: &ConnArgs) -> anyhow::Result<()> {
+    /// Connections per source address before moving to the next.
+    const PER_SOURCE: u64 = 10_000;
+    let run_for = duration(args.seconds)?;
+    sys::set_comm(&args.comm)?;
+    if let Some(cpu) = args.cpu {
+        sys::pin_to_cpu(cpu)?;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").context("listen on 127.0.0.1")?;
+    let std::net::SocketAddr::V4(addr) = listener.local_addr()? else {
+        anyhow::bail!("127.0.0.1 gave a non-IPv4 address");
+    };
+    // Blocked in accept() when the client is done; the process exit ends it.
+    thread::spawn(move || -> anyhow::Result<()> {
+        let mut byte = [0u8; 1];
+        loop {
+            let (mut stream, _) = listener.accept().context("accept")?;
+            stream.read_exact(&mut byte).context("server read")?;
+            stream.write_all(&byte).context("server write")?;
+        }
+    });
+
+    let mut byte = [1u8; 1];
+    let mut conns = 0u64;
+    let start = Instant::now();
+    let elapsed = loop {
+        let source = load::source_address((conns / PER_SOURCE) as usize);
+        let mut stream =
+            load::connect_from(source, addr).with_context(|| format!("connect from {source}"))?;
+        stream.write_all(&byte).context("client write")?;
+        stream.read_exact(&mut byte).context("client read")?;
+        drop(stream);
+        conns += 1;
+        let elapsed = start.elapsed();
+        if elapsed >= run_for {
+            break elapsed;
+        }
+    };
+    let seconds = elapsed.as_secs_f64();
+    emit(&CallsReport {
+        mode: "conn".into(),
+        calls_per_sec: conns as f64 / seconds,
+        calls: conns,
         seconds,
     })
 }

@@ -38,6 +38,8 @@ enum Mode {
     BenchRr(bench::RrArgs),
     /// One connection, the sender writes 128 KiB buffers as fast as it can.
     BenchBulk(bench::BulkArgs),
+    /// Short connections: connect, 1 byte each way, close, as fast as it can.
+    BenchConn(bench::ConnArgs),
     /// `recv` on an idle non-blocking socket in a loop (EAGAIN every call).
     BenchEmptyRecv(bench::EmptyRecvArgs),
 }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Mode::Client(args) => client::run(&args),
         Mode::BenchRr(args) => bench::run_rr(&args),
         Mode::BenchBulk(args) => bench::run_bulk(&args),
+        Mode::BenchConn(args) => bench::run_conn(&args),
         Mode::BenchEmptyRecv(args) => bench::run_empty_recv(&args),
     };
     match result {
