@@ -35,11 +35,9 @@ pub enum Dir {
 /// gets an entry here, with its endpoints read from `struct sock_common`.
 #[inline(always)]
 pub fn account(sk: u64, dir: Dir, bytes: u64) {
-    if let Some(value) = PLANET_FLOWS.get_ptr_mut(sk) {
-        add(value, dir, bytes);
-        return;
+    if !add_to_entry(sk, dir, bytes) {
+        first_bytes(sk, dir, bytes);
     }
-    first_bytes(sk, dir, bytes);
 }
 
 /// [`account`] for a socket of any protocol: a socket not in the flow map
@@ -47,8 +45,7 @@ pub fn account(sk: u64, dir: Dir, bytes: u64) {
 /// measured).
 #[inline(always)]
 pub fn account_any(sk: u64, dir: Dir, bytes: u64) {
-    if let Some(value) = PLANET_FLOWS.get_ptr_mut(sk) {
-        add(value, dir, bytes);
+    if add_to_entry(sk, dir, bytes) {
         return;
     }
     let offset = layout!(sock_protocol) as usize;
@@ -86,9 +83,7 @@ fn first_bytes(sk: u64, dir: Dir, bytes: u64) {
     match PLANET_FLOWS.insert(sk, value, BPF_NOEXIST) {
         Ok(()) => {}
         Err(EEXIST) => {
-            if let Some(value) = PLANET_FLOWS.get_ptr_mut(sk) {
-                add(value, dir, bytes);
-            }
+            add_to_entry(sk, dir, bytes);
         }
         Err(_) => not_tracked(dir, bytes),
     }
@@ -197,6 +192,18 @@ fn wakeup_flags() -> u64 {
         u64::from(BPF_RB_FORCE_WAKEUP)
     } else {
         u64::from(BPF_RB_NO_WAKEUP)
+    }
+}
+
+/// Adds `bytes` to the flow map's entry of `sk`; false when it has none.
+#[inline(always)]
+fn add_to_entry(sk: u64, dir: Dir, bytes: u64) -> bool {
+    match PLANET_FLOWS.get_ptr_mut(sk) {
+        Some(value) => {
+            add(value, dir, bytes);
+            true
+        }
+        None => false,
     }
 }
 

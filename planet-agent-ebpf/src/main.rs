@@ -16,6 +16,7 @@
 mod config;
 mod fentry;
 mod flow;
+mod global;
 mod kprobe;
 mod maps;
 mod object;

@@ -12,6 +12,7 @@
 #![no_std]
 #![no_main]
 
+mod global;
 mod object;
 
 use core::{ffi::c_void, ptr::read_volatile};
@@ -26,12 +27,10 @@ use planet_common::{SocketIterConfig, SocketOwnerRecord, sockets::COMM_LEN};
 #[unsafe(no_mangle)]
 static PLANET_SOCKETS_CONFIG: SocketIterConfig = SocketIterConfig::UNSET;
 
-/// Reads one field of the layout global; volatile so the placeholder the
-/// object was built with is never folded in.
+/// Reads one field of the layout global, widened for pointer arithmetic.
 macro_rules! layout {
     ($field:ident) => {
-        // SAFETY: the global is a plain static, valid for the program's lifetime.
-        u64::from(unsafe { read_volatile(&raw const PLANET_SOCKETS_CONFIG.$field) })
+        u64::from(global::read_global!(PLANET_SOCKETS_CONFIG, $field))
     };
 }
 
