@@ -2,7 +2,7 @@
 //! measures the layouts it reads, and attaches its programs. Everything
 //! downstream (maps, drain, metrics) is the same for every mode.
 
-use std::{fmt, path::Path, str::FromStr};
+use std::{fmt, path::Path};
 
 use aya::{
     Ebpf,
@@ -41,41 +41,18 @@ impl fmt::Display for ProbeMode {
     }
 }
 
+/// `auto` tries the cheapest exact mode first: tracepoints cost least per
+/// event, then trampolines, then kprobes.
+impl planet_cli::choice::Named for ProbeMode {
+    const ALL: &'static [Self] = &Self::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 /// What `-task-flow-mode` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModeRequest {
-    /// Try the cheapest exact mode first and fall back in order.
-    Auto,
-    Only(ProbeMode),
-}
-
-impl ModeRequest {
-    /// Modes to try, in order of preference.
-    pub fn candidates(self) -> Vec<ProbeMode> {
-        match self {
-            // Cheapest exact first: tracepoints cost least per event, then
-            // trampolines, then kprobes.
-            Self::Auto => ProbeMode::ALL.to_vec(),
-            Self::Only(mode) => vec![mode],
-        }
-    }
-}
-
-impl FromStr for ModeRequest {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "tracepoint" => Ok(Self::Only(ProbeMode::Tracepoint)),
-            "fentry" => Ok(Self::Only(ProbeMode::Fentry)),
-            "kprobe" => Ok(Self::Only(ProbeMode::Kprobe)),
-            other => Err(format!(
-                "unknown flow mode {other:?} (expected auto, tracepoint, fentry or kprobe)"
-            )),
-        }
-    }
-}
+pub type ModeRequest = planet_cli::choice::Choice<ProbeMode>;
 
 /// Present when the kernel can create kprobes through perf events.
 const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe";

@@ -11,7 +11,6 @@ use std::{
     collections::{HashMap, HashSet},
     fmt, io,
     path::Path,
-    str::FromStr,
 };
 
 use super::{
@@ -44,31 +43,20 @@ impl fmt::Display for OwnerMethod {
     }
 }
 
-/// What `-task-socketstat-owners` asks for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OwnerRequest {
-    /// The iterator where it loads, else the walk.
-    #[default]
-    Auto,
-    /// Only this method (the iterator still falls back to the walk, with
-    /// an error in the log, rather than leaving sockets without owners).
-    Only(OwnerMethod),
-}
+/// `auto` tries the iterator, then the walk.
+impl planet_cli::choice::Named for OwnerMethod {
+    const ALL: &'static [Self] = &[Self::EbpfIter, Self::ProcWalk];
 
-impl FromStr for OwnerRequest {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "ebpf_iter" => Ok(Self::Only(OwnerMethod::EbpfIter)),
-            "proc_walk" => Ok(Self::Only(OwnerMethod::ProcWalk)),
-            other => Err(format!(
-                "unknown socket owner method {other:?} (expected auto, ebpf_iter or proc_walk)"
-            )),
-        }
+    fn name(self) -> &'static str {
+        self.as_str()
     }
 }
+
+/// What `-task-socketstat-owners` asks for: `auto` (the iterator where it
+/// loads, else the walk) or one method (the iterator still falls back to
+/// the walk, with an error in the log, rather than leaving sockets without
+/// owners).
+pub type OwnerRequest = planet_cli::choice::Choice<OwnerMethod>;
 
 /// A way of finding socket owners, with its state.
 #[derive(Debug)]
