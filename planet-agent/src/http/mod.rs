@@ -14,10 +14,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
 use crate::{
+    metrics::Exporter,
     snapshot::Store,
     web_config::{TlsListener, WebConfig},
 };
@@ -26,18 +26,20 @@ mod accept_encoding;
 
 /// `/metrics` as last rendered, and the snapshot version it shows.
 ///
-/// The registry's collectors render the snapshot. The page is kept
-/// gzip-compressed only (Prometheus scrapes with gzip; a few hundred KiB
-/// instead of several MiB of text at 10k flows) and reused until a task
+/// The exporter's collectors render the snapshot, streamed family by family
+/// into the compressors. The page is kept compressed only, twice: gzip,
+/// served as is (Prometheus scrapes with gzip; a few hundred KiB instead of
+/// several MiB of text at 10k flows), and LZ4, which decompresses at
+/// close to memory speed, for scrapes without gzip. It is reused until a task
 /// publishes a new snapshot; then the first scrape renders it while
 /// concurrent scrapes get the previous page (at most one render old), so
 /// scrape latency never includes a queue of renders. The agent's own
 /// per-scrape figures (`process_*`, collector durations) are therefore as
 /// of the render, at most one snapshot old. A scrape without gzip gets the
-/// page decompressed as its connection takes it, with no page-sized
+/// LZ4 page decompressed as its connection takes it, with no page-sized
 /// buffer.
 struct Exposition {
-    registry: Registry,
+    exporter: Exporter,
     store: Arc<Store>,
     cache: StdMutex<Cache>,
 }
@@ -48,22 +50,24 @@ struct Cache {
     rendering: bool,
 }
 
-/// One rendering of the registry.
+/// One rendering of the exporter.
 #[derive(Clone)]
 struct Page {
     gzip: Bytes,
+    /// The same text as an LZ4 frame.
+    lz4: Bytes,
     /// The length of the text exposition it decompresses to.
     plain_len: u64,
 }
 
-/// The router. `/metrics` renders the registry; `/api/v1/dependencies`
+/// The router. `/metrics` renders the exporter; `/api/v1/dependencies`
 /// serves the snapshot as JSON; every other path answers with the
 /// dependency page, as planet-exporter answered with its landing page.
-pub fn app(registry: Registry, store: Arc<Store>) -> Router {
+pub fn app(exporter: Exporter, store: Arc<Store>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(Exposition {
-            registry,
+            exporter,
             store: store.clone(),
             cache: StdMutex::new(Cache::default()),
         }))
@@ -77,6 +81,8 @@ enum RenderError {
     Encode(#[from] prometheus::Error),
     #[error("compressing the metrics: {0}")]
     Compress(#[from] std::io::Error),
+    #[error("compressing the metrics: {0}")]
+    Lz4(#[from] lz4_flex::frame::Error),
 }
 
 impl Exposition {
@@ -86,35 +92,46 @@ impl Exposition {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Encodes straight into the compressor: the text is never whole in
-    /// memory. The fast level: the exposition's repeated label names and
-    /// values compress well even so, and the render is on a scrape's path.
+    /// Encodes straight into both compressors: the text is never whole in
+    /// memory, and the families are written one at a time. Gzip at its
+    /// fast level: the exposition's repeated label names and values
+    /// compress well even so, and the render is on a scrape's path.
     fn render(&self) -> Result<Page, RenderError> {
-        let families = self.registry.gather();
-        let mut out = Counting {
-            inner: std::io::BufWriter::with_capacity(
-                64 * 1024,
-                flate2::write::GzEncoder::new(
-                    Vec::with_capacity(64 * 1024),
-                    flate2::Compression::fast(),
+        let lz4 = lz4_flex::frame::FrameInfo::new()
+            .block_size(lz4_flex::frame::BlockSize::Max64KB)
+            .block_mode(lz4_flex::frame::BlockMode::Independent);
+        let mut out = std::io::BufWriter::with_capacity(
+            64 * 1024,
+            Counting {
+                inner: Tee(
+                    flate2::write::GzEncoder::new(
+                        Vec::with_capacity(64 * 1024),
+                        flate2::Compression::fast(),
+                    ),
+                    lz4_flex::frame::FrameEncoder::with_frame_info(
+                        lz4,
+                        Vec::with_capacity(256 * 1024),
+                    ),
                 ),
-            ),
-            written: 0,
-        };
-        let encoded = TextEncoder::new().encode(&families, &mut out);
-        drop(families);
-        let compressed = out
-            .inner
+                written: 0,
+            },
+        );
+        let encoded = self.exporter.write_text(&mut out);
+        let finished = out
             .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)
-            .and_then(flate2::write::GzEncoder::finish);
+            .map_err(std::io::IntoInnerError::into_error);
         // Rendering allocates per series; give the memory back right away.
         // SAFETY: malloc_trim only walks glibc's own heap.
         unsafe { libc::malloc_trim(0) };
         encoded?;
+        let Counting {
+            inner: Tee(gzip, lz4),
+            written,
+        } = finished?;
         Ok(Page {
-            gzip: Bytes::from(compressed?),
-            plain_len: out.written,
+            gzip: Bytes::from(gzip.finish()?),
+            lz4: Bytes::from(lz4.finish()?),
+            plain_len: written,
         })
     }
 }
@@ -137,10 +154,26 @@ impl<W: std::io::Write> std::io::Write for Counting<W> {
     }
 }
 
-/// The cached page decompressed as the connection reads it.
-struct Inflate(flate2::read::GzDecoder<std::io::Cursor<Bytes>>);
+/// A writer that writes everything to both of its writers.
+struct Tee<A, B>(A, B);
 
-impl tokio::io::AsyncRead for Inflate {
+impl<A: std::io::Write, B: std::io::Write> std::io::Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
+/// The cached LZ4 page decompressed as the connection reads it.
+struct Decompress(lz4_flex::frame::FrameDecoder<std::io::Cursor<Bytes>>);
+
+impl tokio::io::AsyncRead for Decompress {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
@@ -197,8 +230,8 @@ fn page_response(page: &Page, gzip: bool) -> Response {
         return ([content_type, vary, encoding], page.gzip.clone()).into_response();
     }
     let text = tokio_util::io::ReaderStream::with_capacity(
-        Inflate(flate2::read::GzDecoder::new(std::io::Cursor::new(
-            page.gzip.clone(),
+        Decompress(lz4_flex::frame::FrameDecoder::new(std::io::Cursor::new(
+            page.lz4.clone(),
         ))),
         64 * 1024,
     );
@@ -243,8 +276,8 @@ mod tests {
 
     async fn get_path(path: &str) -> (StatusCode, String, String) {
         let store = Arc::new(Store::new());
-        let registry = crate::metrics::registry(store.clone()).unwrap();
-        let response = app(registry, store)
+        let exporter = Exporter::new(store.clone()).unwrap();
+        let response = app(exporter, store)
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -276,8 +309,8 @@ mod tests {
     #[tokio::test]
     async fn a_new_snapshot_is_rendered_and_an_unchanged_one_reused() {
         let store = Arc::new(Store::new());
-        let registry = crate::metrics::registry(store.clone()).unwrap();
-        let app = app(registry, store.clone());
+        let exporter = Exporter::new(store.clone()).unwrap();
+        let app = app(exporter, store.clone());
         let get = || async {
             let response = app
                 .clone()
@@ -326,8 +359,8 @@ mod tests {
     #[tokio::test]
     async fn gzip_when_accepted_and_the_same_exposition() {
         let store = Arc::new(Store::new());
-        let registry = crate::metrics::registry(store.clone()).unwrap();
-        let app = app(registry, store.clone());
+        let exporter = Exporter::new(store.clone()).unwrap();
+        let app = app(exporter, store.clone());
         store.task_ran("flow", true, std::time::Duration::from_millis(1));
 
         let plain = scrape(&app, None).await;
@@ -399,10 +432,13 @@ mod tests {
         let text: String = (0..100_000)
             .map(|i| format!("planet_series{{n=\"{i}\"}} {i}\n"))
             .collect();
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(text.as_bytes()).unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(text.as_bytes()).unwrap();
+        let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        lz4.write_all(text.as_bytes()).unwrap();
         let page = Page {
-            gzip: Bytes::from(encoder.finish().unwrap()),
+            gzip: Bytes::from(gzip.finish().unwrap()),
+            lz4: Bytes::from(lz4.finish().unwrap()),
             plain_len: text.len() as u64,
         };
         let response = page_response(&page, false);
