@@ -23,6 +23,9 @@ use crate::{
 };
 
 mod accept_encoding;
+mod lz4_page;
+
+use lz4_page::{Lz4Page, Lz4Reader, Lz4Writer};
 
 /// `/metrics` as last rendered, and the snapshot version it shows.
 ///
@@ -54,8 +57,8 @@ struct Cache {
 #[derive(Clone)]
 struct Page {
     gzip: Bytes,
-    /// The same text as an LZ4 frame.
-    lz4: Bytes,
+    /// The same text in LZ4 blocks.
+    lz4: Lz4Page,
     /// The length of the text exposition it decompresses to.
     plain_len: u64,
 }
@@ -81,8 +84,6 @@ enum RenderError {
     Encode(#[from] prometheus::Error),
     #[error("compressing the metrics: {0}")]
     Compress(#[from] std::io::Error),
-    #[error("compressing the metrics: {0}")]
-    Lz4(#[from] lz4_flex::frame::Error),
 }
 
 impl Exposition {
@@ -97,9 +98,6 @@ impl Exposition {
     /// fast level: the exposition's repeated label names and values
     /// compress well even so, and the render is on a scrape's path.
     fn render(&self) -> Result<Page, RenderError> {
-        let lz4 = lz4_flex::frame::FrameInfo::new()
-            .block_size(lz4_flex::frame::BlockSize::Max64KB)
-            .block_mode(lz4_flex::frame::BlockMode::Independent);
         let mut out = std::io::BufWriter::with_capacity(
             64 * 1024,
             Counting {
@@ -108,10 +106,7 @@ impl Exposition {
                         Vec::with_capacity(64 * 1024),
                         flate2::Compression::fast(),
                     ),
-                    lz4_flex::frame::FrameEncoder::with_frame_info(
-                        lz4,
-                        Vec::with_capacity(256 * 1024),
-                    ),
+                    Lz4Writer::default(),
                 ),
                 written: 0,
             },
@@ -130,7 +125,7 @@ impl Exposition {
         } = finished?;
         Ok(Page {
             gzip: Bytes::from(gzip.finish()?),
-            lz4: Bytes::from(lz4.finish()?),
+            lz4: lz4.finish()?,
             plain_len: written,
         })
     }
@@ -167,22 +162,6 @@ impl<A: std::io::Write, B: std::io::Write> std::io::Write for Tee<A, B> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()?;
         self.1.flush()
-    }
-}
-
-/// The cached LZ4 page decompressed as the connection reads it.
-struct Decompress(lz4_flex::frame::FrameDecoder<std::io::Cursor<Bytes>>);
-
-impl tokio::io::AsyncRead for Decompress {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        // In-memory input: a chunk's worth of CPU, no waiting.
-        let n = std::io::Read::read(&mut self.0, buf.initialize_unfilled())?;
-        buf.advance(n);
-        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -229,11 +208,10 @@ fn page_response(page: &Page, gzip: bool) -> Response {
         let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         return ([content_type, vary, encoding], page.gzip.clone()).into_response();
     }
+    // Each block decompresses straight into its chunk of the response.
     let text = tokio_util::io::ReaderStream::with_capacity(
-        Decompress(lz4_flex::frame::FrameDecoder::new(std::io::Cursor::new(
-            page.lz4.clone(),
-        ))),
-        64 * 1024,
+        Lz4Reader::new(page.lz4.clone()),
+        lz4_page::BLOCK,
     );
     let length = (header::CONTENT_LENGTH, HeaderValue::from(page.plain_len));
     (
@@ -434,11 +412,11 @@ mod tests {
             .collect();
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gzip.write_all(text.as_bytes()).unwrap();
-        let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        let mut lz4 = Lz4Writer::default();
         lz4.write_all(text.as_bytes()).unwrap();
         let page = Page {
             gzip: Bytes::from(gzip.finish().unwrap()),
-            lz4: Bytes::from(lz4.finish().unwrap()),
+            lz4: lz4.finish().unwrap(),
             plain_len: text.len() as u64,
         };
         let response = page_response(&page, false);
