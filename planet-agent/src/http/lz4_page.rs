@@ -58,6 +58,8 @@ impl Lz4Writer {
 
     pub fn finish(mut self) -> std::io::Result<Lz4Page> {
         self.compress_pending()?;
+        // Kept until the next snapshot: no spare capacity.
+        self.data.shrink_to_fit();
         Ok(Lz4Page {
             data: Bytes::from(self.data),
             blocks: self.blocks.into(),

@@ -98,6 +98,15 @@ impl Exposition {
     /// fast level: the exposition's repeated label names and values
     /// compress well even so, and the render is on a scrape's path.
     fn render(&self) -> Result<Page, RenderError> {
+        let page = self.encode();
+        // Rendering allocates per series, and the compressors their
+        // buffers: all freed by now; give the memory back right away.
+        // SAFETY: malloc_trim only walks glibc's own heap.
+        unsafe { libc::malloc_trim(0) };
+        page
+    }
+
+    fn encode(&self) -> Result<Page, RenderError> {
         let mut out = std::io::BufWriter::with_capacity(
             64 * 1024,
             Counting {
@@ -111,20 +120,18 @@ impl Exposition {
                 written: 0,
             },
         );
-        let encoded = self.exporter.write_text(&mut out);
-        let finished = out
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error);
-        // Rendering allocates per series; give the memory back right away.
-        // SAFETY: malloc_trim only walks glibc's own heap.
-        unsafe { libc::malloc_trim(0) };
-        encoded?;
+        self.exporter.write_text(&mut out)?;
         let Counting {
             inner: Tee(gzip, lz4),
             written,
-        } = finished?;
+        } = out
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        let mut gzip = gzip.finish()?;
+        // Kept until the next snapshot: no spare capacity.
+        gzip.shrink_to_fit();
         Ok(Page {
-            gzip: Bytes::from(gzip.finish()?),
+            gzip: Bytes::from(gzip),
             lz4: lz4.finish()?,
             plain_len: written,
         })
