@@ -17,8 +17,9 @@
 //! Prometheus decodes on its own machine, hence the sampling.
 //!
 //! Peak RSS (`VmHWM`) is read when idle (the start-up's peak: loading the
-//! eBPF programs) and reset just before each storm, so a storm's peak is
-//! that of its own renders and responses.
+//! eBPF programs), then reset and read after as long as a storm without
+//! scrapes (the tasks' own peaks with the connections held), and reset
+//! just before each storm.
 
 use planet_testkit::load::HeldConnections;
 use std::{
@@ -249,6 +250,8 @@ struct Case {
     /// `VmHWM` when idle: the peak of the start-up.
     peak_startup: u64,
     rss_loaded: u64,
+    /// `VmHWM` over as long as a storm without scrapes, reset before.
+    peak_quiet: u64,
     storms: Vec<Storm>,
 }
 
@@ -293,6 +296,10 @@ fn run_case(connections: usize, scrape_seconds: u64) -> Case {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     let rss_loaded = rss_kib(agent.0.id());
+    // The tasks' own peaks, without scrapes.
+    reset_peak(agent.0.id());
+    thread::sleep(Duration::from_secs(scrape_seconds));
+    let peak_quiet = proc_status(agent.0.id(), "VmHWM:");
     let storms = [true, false]
         .into_iter()
         .map(|gzip| storm(&agent, port, gzip, scrape_seconds))
@@ -311,6 +318,7 @@ fn run_case(connections: usize, scrape_seconds: u64) -> Case {
         rss_idle,
         peak_startup,
         rss_loaded,
+        peak_quiet,
         storms,
     }
 }
@@ -349,14 +357,16 @@ fn main() {
         cases.push(run_case(200, scrape_seconds));
     }
     println!(
-        "| connections (flows) | live flows | series | RSS idle MiB | peak RSS at start-up MiB | RSS loaded MiB | storm ({SCRAPERS} scrapers, {scrape_seconds}s) | KiB on the wire | scrapes | failed | p50 ms | p99 ms | max ms | RSS after storm MiB | peak RSS in storm MiB | threads after |"
+        "| connections (flows) | live flows | series | RSS idle MiB | peak RSS at start-up MiB | RSS loaded MiB | peak RSS loaded, no scrapes ({scrape_seconds}s) MiB | storm ({SCRAPERS} scrapers, {scrape_seconds}s) | KiB on the wire | scrapes | failed | p50 ms | p99 ms | max ms | RSS after storm MiB | peak RSS in storm MiB | threads after |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     let mib = |k: u64| k as f64 / 1024.0;
     for c in &cases {
         for s in &c.storms {
             println!(
-                "| {} ({}) | {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {} ({}) | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
                 c.connections,
                 c.connections * 2,
                 c.live,
@@ -364,6 +374,7 @@ fn main() {
                 mib(c.rss_idle),
                 mib(c.peak_startup),
                 mib(c.rss_loaded),
+                mib(c.peak_quiet),
                 if s.gzip { "gzip" } else { "plain (after gzip)" },
                 s.wire_kib,
                 s.scrapes,
