@@ -217,7 +217,10 @@ fn page_response(page: &Page, gzip: bool) -> Response {
     }
     // Each block decompresses straight into its chunk of the response.
     let text = tokio_util::io::ReaderStream::with_capacity(
-        Lz4Reader::new(page.lz4.clone()),
+        PlainText {
+            reader: Lz4Reader::new(page.lz4.clone()),
+            _in_flight: InFlight::new(),
+        },
         lz4_page::BLOCK,
     );
     let length = (header::CONTENT_LENGTH, HeaderValue::from(page.plain_len));
@@ -226,6 +229,46 @@ fn page_response(page: &Page, gzip: bool) -> Response {
         axum::body::Body::from_stream(text),
     )
         .into_response()
+}
+
+/// Plain responses being sent.
+static PLAIN_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One plain response in flight. When the last one ends, the memory its
+/// chunks took goes back to the system, as after a render: freed chunks
+/// of 64 KiB would otherwise stay in the allocator's thread arenas.
+struct InFlight;
+
+impl InFlight {
+    fn new() -> Self {
+        PLAIN_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if PLAIN_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            // SAFETY: malloc_trim only walks glibc's own heap.
+            unsafe { libc::malloc_trim(0) };
+        }
+    }
+}
+
+/// The text of a plain response.
+struct PlainText {
+    reader: Lz4Reader,
+    _in_flight: InFlight,
+}
+
+impl tokio::io::AsyncRead for PlainText {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
 }
 
 /// Serves `app` on `listener` as `web` says (TLS, basic authentication,
