@@ -15,6 +15,11 @@
 //! the response's last byte. The scrapers share the machine's CPUs with
 //! the agent, so their decoding would slow the agent down: a real
 //! Prometheus decodes on its own machine, hence the sampling.
+//!
+//! Peak RSS (`VmHWM`) is read when idle (the start-up's peak: loading the
+//! eBPF programs), then reset and read after as long as a storm without
+//! scrapes (the tasks' own peaks with the connections held), and reset
+//! just before each storm.
 
 use planet_testkit::load::HeldConnections;
 use std::{
@@ -148,6 +153,11 @@ fn rss_kib(pid: u32) -> u64 {
     proc_status(pid, "VmRSS:")
 }
 
+/// Resets the peak RSS (`VmHWM`) to the current RSS.
+fn reset_peak(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+}
+
 fn series(body: &str) -> usize {
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -170,7 +180,8 @@ struct Storm {
     first_bad: Option<String>,
     wire_kib: f64,
     rss_after: u64,
-    peak_after: u64,
+    /// `VmHWM` after the storm, reset just before it.
+    peak: u64,
     threads_after: u64,
     p50: f64,
     p99: f64,
@@ -179,6 +190,7 @@ struct Storm {
 
 /// 20 scrapers back to back for `seconds`.
 fn storm(agent: &Agent, port: u16, gzip: bool, seconds: u64) -> Storm {
+    reset_peak(agent.0.id());
     let results = Arc::new(Mutex::new((Vec::new(), 0, None, 0)));
     let stop = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..SCRAPERS)
@@ -209,7 +221,7 @@ fn storm(agent: &Agent, port: u16, gzip: bool, seconds: u64) -> Storm {
     }
     let pid = agent.0.id();
     let rss_after = rss_kib(pid);
-    let peak_after = proc_status(pid, "VmHWM:");
+    let peak = proc_status(pid, "VmHWM:");
     let threads_after = proc_status(pid, "Threads:");
     let (mut l, bad, first_bad, wire) = std::mem::take(&mut *results.lock().unwrap());
     l.sort_unstable();
@@ -221,7 +233,7 @@ fn storm(agent: &Agent, port: u16, gzip: bool, seconds: u64) -> Storm {
         first_bad,
         wire_kib: wire as f64 / 1024.0,
         rss_after,
-        peak_after,
+        peak,
         threads_after,
         p50: pct(0.50),
         p99: pct(0.99),
@@ -235,7 +247,11 @@ struct Case {
     idle_series: usize,
     series: usize,
     rss_idle: u64,
+    /// `VmHWM` when idle: the peak of the start-up.
+    peak_startup: u64,
     rss_loaded: u64,
+    /// `VmHWM` over as long as a storm without scrapes, reset before.
+    peak_quiet: u64,
     storms: Vec<Storm>,
 }
 
@@ -268,6 +284,7 @@ fn run_case(connections: usize, scrape_seconds: u64) -> Case {
     thread::sleep(Duration::from_secs(5));
     let (_, _, idle) = get(port, false, true).unwrap();
     let rss_idle = rss_kib(agent.0.id());
+    let peak_startup = proc_status(agent.0.id(), "VmHWM:");
 
     let held = HeldConnections::open(connections).expect("open connections");
     // Two task intervals: every flow drained and merged.
@@ -279,6 +296,10 @@ fn run_case(connections: usize, scrape_seconds: u64) -> Case {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     let rss_loaded = rss_kib(agent.0.id());
+    // The tasks' own peaks, without scrapes.
+    reset_peak(agent.0.id());
+    thread::sleep(Duration::from_secs(scrape_seconds));
+    let peak_quiet = proc_status(agent.0.id(), "VmHWM:");
     let storms = [true, false]
         .into_iter()
         .map(|gzip| storm(&agent, port, gzip, scrape_seconds))
@@ -295,7 +316,9 @@ fn run_case(connections: usize, scrape_seconds: u64) -> Case {
         idle_series: series(&idle),
         series: series(&body),
         rss_idle,
+        peak_startup,
         rss_loaded,
+        peak_quiet,
         storms,
     }
 }
@@ -334,20 +357,24 @@ fn main() {
         cases.push(run_case(200, scrape_seconds));
     }
     println!(
-        "| connections (flows) | live flows | series | RSS idle MiB | RSS loaded MiB | storm ({SCRAPERS} scrapers, {scrape_seconds}s) | KiB on the wire | scrapes | failed | p50 ms | p99 ms | max ms | RSS after storm MiB | peak RSS so far MiB | threads after |"
+        "| connections (flows) | live flows | series | RSS idle MiB | peak RSS at start-up MiB | RSS loaded MiB | peak RSS loaded, no scrapes ({scrape_seconds}s) MiB | storm ({SCRAPERS} scrapers, {scrape_seconds}s) | KiB on the wire | scrapes | failed | p50 ms | p99 ms | max ms | RSS after storm MiB | peak RSS in storm MiB | threads after |"
     );
-    println!("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     let mib = |k: u64| k as f64 / 1024.0;
     for c in &cases {
         for s in &c.storms {
             println!(
-                "| {} ({}) | {} | {} | {:.1} | {:.1} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {} ({}) | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
                 c.connections,
                 c.connections * 2,
                 c.live,
                 c.series,
                 mib(c.rss_idle),
+                mib(c.peak_startup),
                 mib(c.rss_loaded),
+                mib(c.peak_quiet),
                 if s.gzip { "gzip" } else { "plain (after gzip)" },
                 s.wire_kib,
                 s.scrapes,
@@ -356,7 +383,7 @@ fn main() {
                 s.p99,
                 s.max,
                 mib(s.rss_after),
-                mib(s.peak_after),
+                mib(s.peak),
                 s.threads_after,
             );
         }

@@ -26,7 +26,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::privileges::log_missing();
 
     let store = Arc::new(Store::new());
-    let registry = metrics::registry(store.clone()).context("metrics registry")?;
+    let exporter = metrics::Exporter::new(store.clone()).context("metrics registry")?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
@@ -110,7 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     spawn_traffic_sources(&cli, &store, &shutdown, &mut tasks)?;
 
     tasks.spawn(cancel_on_signal(shutdown.clone()));
-    let served = http::serve(listener, http::app(registry, store.clone()), &web, {
+    let served = http::serve(listener, http::app(exporter, store.clone()), &web, {
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     })

@@ -14,30 +14,35 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
 use crate::{
+    metrics::Exporter,
     snapshot::Store,
     web_config::{TlsListener, WebConfig},
 };
 
 mod accept_encoding;
+mod lz4_page;
+
+use lz4_page::{Lz4Page, Lz4Reader, Lz4Writer};
 
 /// `/metrics` as last rendered, and the snapshot version it shows.
 ///
-/// The registry's collectors render the snapshot. The page is kept
-/// gzip-compressed only (Prometheus scrapes with gzip; a few hundred KiB
-/// instead of several MiB of text at 10k flows) and reused until a task
+/// The exporter's collectors render the snapshot, streamed family by family
+/// into the compressors. The page is kept compressed only, twice: gzip,
+/// served as is (Prometheus scrapes with gzip; a few hundred KiB instead of
+/// several MiB of text at 10k flows), and LZ4, which decompresses at
+/// close to memory speed, for scrapes without gzip. It is reused until a task
 /// publishes a new snapshot; then the first scrape renders it while
 /// concurrent scrapes get the previous page (at most one render old), so
 /// scrape latency never includes a queue of renders. The agent's own
 /// per-scrape figures (`process_*`, collector durations) are therefore as
 /// of the render, at most one snapshot old. A scrape without gzip gets the
-/// page decompressed as its connection takes it, with no page-sized
+/// LZ4 page decompressed as its connection takes it, with no page-sized
 /// buffer.
 struct Exposition {
-    registry: Registry,
+    exporter: Exporter,
     store: Arc<Store>,
     cache: StdMutex<Cache>,
 }
@@ -48,22 +53,24 @@ struct Cache {
     rendering: bool,
 }
 
-/// One rendering of the registry.
+/// One rendering of the exporter.
 #[derive(Clone)]
 struct Page {
     gzip: Bytes,
+    /// The same text in LZ4 blocks.
+    lz4: Lz4Page,
     /// The length of the text exposition it decompresses to.
     plain_len: u64,
 }
 
-/// The router. `/metrics` renders the registry; `/api/v1/dependencies`
+/// The router. `/metrics` renders the exporter; `/api/v1/dependencies`
 /// serves the snapshot as JSON; every other path answers with the
 /// dependency page, as planet-exporter answered with its landing page.
-pub fn app(registry: Registry, store: Arc<Store>) -> Router {
+pub fn app(exporter: Exporter, store: Arc<Store>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(Arc::new(Exposition {
-            registry,
+            exporter,
             store: store.clone(),
             cache: StdMutex::new(Cache::default()),
         }))
@@ -86,35 +93,47 @@ impl Exposition {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Encodes straight into the compressor: the text is never whole in
-    /// memory. The fast level: the exposition's repeated label names and
-    /// values compress well even so, and the render is on a scrape's path.
+    /// Encodes straight into both compressors: the text is never whole in
+    /// memory, and the families are written one at a time. Gzip at its
+    /// fast level: the exposition's repeated label names and values
+    /// compress well even so, and the render is on a scrape's path.
     fn render(&self) -> Result<Page, RenderError> {
-        let families = self.registry.gather();
-        let mut out = Counting {
-            inner: std::io::BufWriter::with_capacity(
-                64 * 1024,
-                flate2::write::GzEncoder::new(
-                    Vec::with_capacity(64 * 1024),
-                    flate2::Compression::fast(),
-                ),
-            ),
-            written: 0,
-        };
-        let encoded = TextEncoder::new().encode(&families, &mut out);
-        drop(families);
-        let compressed = out
-            .inner
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)
-            .and_then(flate2::write::GzEncoder::finish);
-        // Rendering allocates per series; give the memory back right away.
+        let page = self.encode();
+        // Rendering allocates per series, and the compressors their
+        // buffers: all freed by now; give the memory back right away.
         // SAFETY: malloc_trim only walks glibc's own heap.
         unsafe { libc::malloc_trim(0) };
-        encoded?;
+        page
+    }
+
+    fn encode(&self) -> Result<Page, RenderError> {
+        let mut out = std::io::BufWriter::with_capacity(
+            64 * 1024,
+            Counting {
+                inner: Tee(
+                    flate2::write::GzEncoder::new(
+                        Vec::with_capacity(64 * 1024),
+                        flate2::Compression::fast(),
+                    ),
+                    Lz4Writer::default(),
+                ),
+                written: 0,
+            },
+        );
+        self.exporter.write_text(&mut out)?;
+        let Counting {
+            inner: Tee(gzip, lz4),
+            written,
+        } = out
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        let mut gzip = gzip.finish()?;
+        // Kept until the next snapshot: no spare capacity.
+        gzip.shrink_to_fit();
         Ok(Page {
-            gzip: Bytes::from(compressed?),
-            plain_len: out.written,
+            gzip: Bytes::from(gzip),
+            lz4: lz4.finish()?,
+            plain_len: written,
         })
     }
 }
@@ -137,19 +156,19 @@ impl<W: std::io::Write> std::io::Write for Counting<W> {
     }
 }
 
-/// The cached page decompressed as the connection reads it.
-struct Inflate(flate2::read::GzDecoder<std::io::Cursor<Bytes>>);
+/// A writer that writes everything to both of its writers.
+struct Tee<A, B>(A, B);
 
-impl tokio::io::AsyncRead for Inflate {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        // In-memory input: a chunk's worth of CPU, no waiting.
-        let n = std::io::Read::read(&mut self.0, buf.initialize_unfilled())?;
-        buf.advance(n);
-        std::task::Poll::Ready(Ok(()))
+impl<A: std::io::Write, B: std::io::Write> std::io::Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
     }
 }
 
@@ -196,11 +215,13 @@ fn page_response(page: &Page, gzip: bool) -> Response {
         let encoding = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         return ([content_type, vary, encoding], page.gzip.clone()).into_response();
     }
+    // Each block decompresses straight into its chunk of the response.
     let text = tokio_util::io::ReaderStream::with_capacity(
-        Inflate(flate2::read::GzDecoder::new(std::io::Cursor::new(
-            page.gzip.clone(),
-        ))),
-        64 * 1024,
+        PlainText {
+            reader: Lz4Reader::new(page.lz4.clone()),
+            _in_flight: InFlight::new(),
+        },
+        lz4_page::BLOCK,
     );
     let length = (header::CONTENT_LENGTH, HeaderValue::from(page.plain_len));
     (
@@ -208,6 +229,46 @@ fn page_response(page: &Page, gzip: bool) -> Response {
         axum::body::Body::from_stream(text),
     )
         .into_response()
+}
+
+/// Plain responses being sent.
+static PLAIN_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One plain response in flight. When the last one ends, the memory its
+/// chunks took goes back to the system, as after a render: freed chunks
+/// of 64 KiB would otherwise stay in the allocator's thread arenas.
+struct InFlight;
+
+impl InFlight {
+    fn new() -> Self {
+        PLAIN_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if PLAIN_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            // SAFETY: malloc_trim only walks glibc's own heap.
+            unsafe { libc::malloc_trim(0) };
+        }
+    }
+}
+
+/// The text of a plain response.
+struct PlainText {
+    reader: Lz4Reader,
+    _in_flight: InFlight,
+}
+
+impl tokio::io::AsyncRead for PlainText {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
 }
 
 /// Serves `app` on `listener` as `web` says (TLS, basic authentication,
@@ -243,8 +304,8 @@ mod tests {
 
     async fn get_path(path: &str) -> (StatusCode, String, String) {
         let store = Arc::new(Store::new());
-        let registry = crate::metrics::registry(store.clone()).unwrap();
-        let response = app(registry, store)
+        let exporter = Exporter::new(store.clone()).unwrap();
+        let response = app(exporter, store)
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -276,8 +337,8 @@ mod tests {
     #[tokio::test]
     async fn a_new_snapshot_is_rendered_and_an_unchanged_one_reused() {
         let store = Arc::new(Store::new());
-        let registry = crate::metrics::registry(store.clone()).unwrap();
-        let app = app(registry, store.clone());
+        let exporter = Exporter::new(store.clone()).unwrap();
+        let app = app(exporter, store.clone());
         let get = || async {
             let response = app
                 .clone()
@@ -326,8 +387,8 @@ mod tests {
     #[tokio::test]
     async fn gzip_when_accepted_and_the_same_exposition() {
         let store = Arc::new(Store::new());
-        let registry = crate::metrics::registry(store.clone()).unwrap();
-        let app = app(registry, store.clone());
+        let exporter = Exporter::new(store.clone()).unwrap();
+        let app = app(exporter, store.clone());
         store.task_ran("flow", true, std::time::Duration::from_millis(1));
 
         let plain = scrape(&app, None).await;
@@ -399,10 +460,13 @@ mod tests {
         let text: String = (0..100_000)
             .map(|i| format!("planet_series{{n=\"{i}\"}} {i}\n"))
             .collect();
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(text.as_bytes()).unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(text.as_bytes()).unwrap();
+        let mut lz4 = Lz4Writer::default();
+        lz4.write_all(text.as_bytes()).unwrap();
         let page = Page {
-            gzip: Bytes::from(encoder.finish().unwrap()),
+            gzip: Bytes::from(gzip.finish().unwrap()),
+            lz4: lz4.finish().unwrap(),
             plain_len: text.len() as u64,
         };
         let response = page_response(&page, false);

@@ -3,9 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::proto::MetricFamily;
-
 use super::{
+    Sink,
     dependencies::{DOWNSTREAM, UPSTREAM},
     family::{Family, Spec, single},
     flows::{DOWNSTREAM_BYTES, TRAFFIC, UPSTREAM_BYTES},
@@ -133,7 +132,7 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
+pub fn render(snapshot: &Snapshot, out: &mut dyn Sink) {
     let mut success = Family::new(&TASK_SUCCESS);
     let mut duration = Family::new(&TASK_DURATION);
     let mut timestamp = Family::new(&TASK_TIMESTAMP);
@@ -149,11 +148,9 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         failures.push(&task, status.failures as f64);
         seconds.push(&task, status.total_duration.as_secs_f64());
     }
-    out.extend(
-        [success, duration, timestamp, runs, failures, seconds]
-            .into_iter()
-            .filter_map(Family::finish),
-    );
+    for family in [success, duration, timestamp, runs, failures, seconds] {
+        out.family(family);
+    }
 
     let mut attached = Family::new(&PROGRAMS_ATTACHED);
     let mut mode = Family::new(&FLOW_MODE);
@@ -175,15 +172,13 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
             }
         }
     }
-    out.extend(
-        [attached, mode, rejected]
-            .into_iter()
-            .filter_map(Family::finish),
-    );
+    for family in [attached, mode, rejected] {
+        out.family(family);
+    }
     if let Some(method) = snapshot.socket_owners {
         let mut family = Family::new(&SOCKET_OWNER_METHOD);
         family.push(&[method.as_str()], 1.0);
-        out.extend(family.finish());
+        out.family(family);
     }
 
     let mut folded_total = Family::new(&SERIES_FOLDED_TOTAL);
@@ -199,30 +194,21 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         folded_total.push(&[family], status.total as f64);
         folded.push(&[family], status.current as f64);
     }
-    out.extend(
-        [folded_total, folded]
-            .into_iter()
-            .filter_map(Family::finish),
-    );
+    out.family(folded_total);
+    out.family(folded);
 
     if let Some(status) = &snapshot.inventory_status {
-        out.extend(
-            [
-                single(&INVENTORY_ENTRIES, status.entries as f64),
-                single(
-                    &INVENTORY_LAST_SUCCESS,
-                    status.last_success.map_or(0.0, unix_seconds),
-                ),
-                single(&INVENTORY_FAILURES, status.failures as f64),
-            ]
-            .into_iter()
-            .flatten(),
-        );
+        out.family(single(&INVENTORY_ENTRIES, status.entries as f64));
+        out.family(single(
+            &INVENTORY_LAST_SUCCESS,
+            status.last_success.map_or(0.0, unix_seconds),
+        ));
+        out.family(single(&INVENTORY_FAILURES, status.failures as f64));
     }
 }
 
 /// `planet_exporter_build_info`, with Rust's equivalents of Go's fields.
-pub fn build_info() -> Option<MetricFamily> {
+pub fn build_info() -> Family<'static> {
     let goarch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -242,19 +228,17 @@ pub fn build_info() -> Option<MetricFamily> {
         ],
         1.0,
     );
-    family.finish()
+    family
 }
 
 /// The per-collector scrape families for this scrape.
-pub fn scrape_metrics(collectors: &[(&str, Duration, bool)]) -> Vec<MetricFamily> {
+pub fn scrape_metrics(collectors: &[(&str, Duration, bool)], out: &mut dyn Sink) {
     let mut duration = Family::new(&SCRAPE_DURATION);
     let mut success = Family::new(&SCRAPE_SUCCESS);
     for (name, took, ok) in collectors {
         duration.push(&[name], took.as_secs_f64());
         success.push(&[name], if *ok { 1.0 } else { 0.0 });
     }
-    [duration, success]
-        .into_iter()
-        .filter_map(Family::finish)
-        .collect()
+    out.family(duration);
+    out.family(success);
 }

@@ -1,9 +1,10 @@
 //! planet-exporter's dependency families: `planet_upstream`,
 //! `planet_downstream`, `planet_server_process`, `planet_hostname`.
 
-use prometheus::proto::MetricFamily;
-
-use super::family::{Family, Spec};
+use super::{
+    Sink,
+    family::{Family, Spec},
+};
 use crate::snapshot::Snapshot;
 
 const DEPENDENCY_LABELS: &[&str] = &[
@@ -40,7 +41,7 @@ pub const HOSTNAME: Spec = Spec::gauge(
 pub const SPECS: [&Spec; 3] = [&UPSTREAM, &DOWNSTREAM, &SERVER_PROCESS];
 
 /// The `network_dependency` collector's families.
-pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
+pub fn render(snapshot: &Snapshot, out: &mut dyn Sink) {
     let deps = &snapshot.dependencies;
     for (spec, list) in [(&UPSTREAM, &deps.upstream), (&DOWNSTREAM, &deps.downstream)] {
         let mut family = Family::new(spec);
@@ -58,7 +59,7 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
                 1.0,
             );
         }
-        out.extend(family.finish());
+        out.family(family);
     }
     let local_hostgroup = local_host(snapshot)
         .map(|h| h.hostgroup.clone())
@@ -75,7 +76,7 @@ pub fn render(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
             1.0,
         );
     }
-    out.extend(servers.finish());
+    out.family(servers);
 }
 
 /// The inventory entry of this host's own address.
@@ -85,10 +86,7 @@ fn local_host(snapshot: &Snapshot) -> Option<&crate::inventory::Host> {
 
 /// The `hostmeta` collector: `planet_hostname`. Fails when the OS hostname
 /// cannot be read.
-pub fn render_hostmeta(
-    snapshot: &Snapshot,
-    out: &mut Vec<MetricFamily>,
-) -> Result<(), std::io::Error> {
+pub fn render_hostmeta(snapshot: &Snapshot, out: &mut dyn Sink) -> Result<(), std::io::Error> {
     let hostname = hostname()?;
     let host = local_host(snapshot);
     let mut family = Family::new(&HOSTNAME);
@@ -101,7 +99,7 @@ pub fn render_hostmeta(
         ],
         1.0,
     );
-    out.extend(family.finish());
+    out.family(family);
     Ok(())
 }
 

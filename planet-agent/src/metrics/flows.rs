@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use prometheus::proto::MetricFamily;
-
-use super::family::{Family, Spec, single};
+use super::{
+    Sink,
+    family::{Family, Spec, single},
+};
 use crate::{
     cardinality::OTHER,
     dependencies::{Dependency, name},
@@ -118,7 +119,7 @@ pub const SPECS: [&Spec; 13] = [
 /// series show as one series with [`OTHER`] remote labels and process and
 /// port 0. `planet_traffic_bytes_total` only when the flow task is its
 /// source (`traffic_source`).
-pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut Vec<MetricFamily>) {
+pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut dyn Sink) {
     let report = &snapshot.flows;
     let (local_address, local_hostgroup) = snapshot
         .local_ip
@@ -164,7 +165,7 @@ pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut Vec<MetricFam
                 bytes,
             );
         }
-        out.extend(family.finish());
+        out.family(family);
     }
 
     let local = snapshot
@@ -199,7 +200,7 @@ pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut Vec<MetricFam
             push(OTHER, OTHER, OTHER, bytes);
         }
     }
-    out.extend(traffic.finish());
+    out.family(traffic);
 
     if !matches!(snapshot.probe, ProbeState::Attached { .. }) {
         return;
@@ -214,20 +215,18 @@ pub fn render(snapshot: &Snapshot, traffic_source: bool, out: &mut Vec<MetricFam
     let mut untracked_bytes = Family::new(&UNTRACKED_BYTES);
     untracked_bytes.push(&["egress"], stat("tx_bytes_not_tracked"));
     untracked_bytes.push(&["ingress"], stat("rx_bytes_not_tracked"));
-    out.extend(
-        [
-            runs.finish(),
-            run_seconds.finish(),
-            single(&LIVE_FLOWS, report.live_flows as f64),
-            single(&MAP_CAPACITY, f64::from(report.capacity)),
-            single(&EDGES, report.edges.len() as f64),
-            single(&UNTRACKED_FLOWS, stat("flows_not_tracked")),
-            untracked_bytes.finish(),
-            single(&CLOSE_RECORDS_LOST, stat("close_records_lost")),
-            single(&VANISHED, report.vanished_total as f64),
-            single(&READ_ERRORS, stat("read_errors")),
-        ]
-        .into_iter()
-        .flatten(),
-    );
+    for family in [
+        runs,
+        run_seconds,
+        single(&LIVE_FLOWS, report.live_flows as f64),
+        single(&MAP_CAPACITY, f64::from(report.capacity)),
+        single(&EDGES, report.edges.len() as f64),
+        single(&UNTRACKED_FLOWS, stat("flows_not_tracked")),
+        untracked_bytes,
+        single(&CLOSE_RECORDS_LOST, stat("close_records_lost")),
+        single(&VANISHED, report.vanished_total as f64),
+        single(&READ_ERRORS, stat("read_errors")),
+    ] {
+        out.family(family);
+    }
 }

@@ -1,8 +1,8 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::{Encoder, Registry, TextEncoder, proto::MetricFamily};
 
-use super::registry;
+use super::Exporter;
 use crate::{
     dependencies::{Dependencies, Dependency, ServerProcess},
     ebpf::ProbeMode,
@@ -11,6 +11,10 @@ use crate::{
     snapshot::{FlowReport, ProbeState, Store},
     socket_table::OwnerMethod,
 };
+
+fn registry(store: Arc<Store>) -> Result<Registry, prometheus::Error> {
+    Ok(Exporter::new(store)?.registry().clone())
+}
 
 fn text(registry: &Registry) -> String {
     let mut buf = Vec::new();
@@ -328,4 +332,209 @@ fn self_cost_metrics() {
             "missing {family}\n{out}"
         );
     }
+}
+
+/// Splits an exposition into its families' blocks by name, each block
+/// from its `# HELP` line to the next family's; fails if a family's
+/// `# HELP` or `# TYPE` line appears twice.
+fn blocks(text: &str) -> std::collections::BTreeMap<String, Vec<&str>> {
+    let mut blocks = std::collections::BTreeMap::<String, Vec<&str>>::new();
+    let mut types = std::collections::BTreeSet::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            current = rest.split(' ').next().unwrap().to_owned();
+            assert!(!blocks.contains_key(&current), "second HELP: {line}");
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            assert_eq!(name, current, "TYPE without its HELP: {line}");
+            assert!(types.insert(name.to_owned()), "second TYPE: {line}");
+        }
+        blocks.entry(current.clone()).or_default().push(line);
+    }
+    blocks
+}
+
+/// A snapshot with many series in several big families, label values
+/// that need escaping, ports that sort differently as text and as
+/// numbers, and equal label sets.
+fn busy_store() -> Arc<Store> {
+    let store = Arc::new(Store::new());
+    store.update(|s| {
+        s.inventory = inventory();
+        s.local_ip = Some("10.0.0.1".parse().unwrap());
+        let dep = |i: usize| Dependency {
+            local_hostgroup: "me".into(),
+            remote_hostgroup: if i.is_multiple_of(3) {
+                "lan".into()
+            } else {
+                String::new()
+            },
+            local_address: "me.service.consul".into(),
+            remote_address: format!("10.{}.{}.{}", i % 7, (i / 7) % 250, i % 250),
+            port: [22, 443, 8080, 9][i % 4],
+            protocol: "tcp",
+            process_name: Arc::from(["app", "a\"b\\c\nd", "srv\u{fffd}"][i % 3]),
+        };
+        s.dependencies = Arc::new(Dependencies {
+            upstream: (0..2500).map(dep).collect(),
+            downstream: (0..1500).map(|i| dep(i + 7)).collect(),
+            servers: (0..40)
+                .map(|i| ServerProcess {
+                    bind: format!("0.0.0.0:{}", 1000 + i * 37),
+                    port: 1000 + i * 37,
+                    process_name: Arc::from("sshd"),
+                })
+                .collect(),
+            ..Default::default()
+        });
+    });
+    let edges = (0..3000u16)
+        .map(|i| {
+            let direction = if i.is_multiple_of(2) {
+                Direction::Upstream
+            } else {
+                Direction::Downstream
+            };
+            let remote = format!("10.{}.{}.{}", i % 5, i / 250, i % 250);
+            let process = ["curl", "db\\x", "web\"1\""][usize::from(i % 3)];
+            edge(
+                direction,
+                &remote,
+                1 + i % 17 * 1000,
+                process,
+                u64::from(i) * 3,
+                7,
+            )
+        })
+        .collect();
+    attached(&store, edges);
+    store.task_ran("flow", true, Duration::from_millis(2));
+    store.task_ran("socketstat", false, Duration::from_millis(5));
+    store
+}
+
+/// The page written family by family is the registry's gathered
+/// exposition: the same families, each with one `# HELP` and `# TYPE` and
+/// the same samples in the same order. Only what changes between two
+/// renders by itself (the process's figures and the collectors'
+/// durations) is compared by series, not value.
+#[test]
+fn the_streamed_page_is_the_gathered_exposition() {
+    let exporter = Exporter::new(busy_store()).unwrap();
+    let mut page = Vec::new();
+    exporter.write_text(&mut page).unwrap();
+    let page = String::from_utf8(page).unwrap();
+    let gathered = text(exporter.registry());
+    assert!(gathered.lines().count() > 15_000, "{}", gathered.len());
+
+    let (page, gathered) = (blocks(&page), blocks(&gathered));
+    assert_eq!(
+        page.keys().collect::<Vec<_>>(),
+        gathered.keys().collect::<Vec<_>>()
+    );
+    for (name, lines) in &page {
+        let other = &gathered[name];
+        let volatile =
+            name.starts_with("process_") || name == "planet_scrape_collector_duration_seconds";
+        if volatile {
+            let series = |lines: &[&str]| -> Vec<String> {
+                lines
+                    .iter()
+                    .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+                    .collect()
+            };
+            assert_eq!(series(lines), series(other), "{name}");
+        } else {
+            assert_eq!(lines, other, "{name}");
+        }
+    }
+    for name in [
+        "planet_upstream",
+        "planet_downstream_bytes_total",
+        "planet_exporter_build_info",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(page.contains_key(name), "{name}");
+    }
+    assert!(page["planet_upstream"].len() > 2000);
+    assert!(
+        page["planet_upstream"]
+            .iter()
+            .any(|l| l.contains(r#"process_name="a\"b\\c\nd""#)),
+        "escaped"
+    );
+}
+
+#[test]
+fn a_family_rendered_twice_is_an_error_not_a_second_block() {
+    let spec = super::family::Spec::gauge("planet_twice", "Twice", &["x"]);
+    let family = || {
+        let mut f = super::Family::new(&spec);
+        f.push(&["a"], 1.0);
+        f
+    };
+    let mut out = Vec::new();
+    let mut sink = super::TextSink::new(&mut out);
+    super::Sink::family(&mut sink, family());
+    super::Sink::family(&mut sink, family());
+    let err = sink.finish().unwrap_err();
+    assert!(err.to_string().contains("planet_twice"), "{err}");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "# HELP planet_twice Twice\n# TYPE planet_twice gauge\nplanet_twice{x=\"a\"} 1\n"
+    );
+}
+
+/// A family's compact form, written directly, is the `TextEncoder`'s
+/// text of its proto form: escaping in help and values, values that
+/// `Display` writes specially, equal label sets kept in push order.
+#[test]
+fn a_family_writes_what_the_text_encoder_writes() {
+    let spec = super::family::Spec::counter(
+        "planet_test_total",
+        "Help with \\ and\nnewline \"quoted\"",
+        &["zeta", "alpha", "mid"],
+    );
+    let mut family = super::Family::new(&spec);
+    for (i, (z, a, m, v)) in [
+        ("1", "b", "", 1.5),
+        ("10", "b", "x\"y", f64::NAN),
+        ("9", "a\\", "line\nbreak", f64::INFINITY),
+        ("1", "b", "", 2.0),
+        ("", "", "", -0.0),
+        ("1", "a", "z", 1e21),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        family.push(&[z, a, m], v + i as f64 * 0.0);
+    }
+    let mut direct = Vec::new();
+    family.write_text(&mut direct).unwrap();
+    let mut gathered = Vec::new();
+    let registry = Registry::new();
+    struct One(prometheus::core::Desc, MetricFamily);
+    impl prometheus::core::Collector for One {
+        fn desc(&self) -> Vec<&prometheus::core::Desc> {
+            vec![&self.0]
+        }
+        fn collect(&self) -> Vec<MetricFamily> {
+            vec![self.1.clone()]
+        }
+    }
+    registry
+        .register(Box::new(One(
+            spec.desc().unwrap(),
+            family.into_proto().unwrap(),
+        )))
+        .unwrap();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut gathered)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(direct).unwrap(),
+        String::from_utf8(gathered).unwrap()
+    );
 }

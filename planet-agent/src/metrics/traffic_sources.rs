@@ -10,9 +10,8 @@
 
 use std::time::UNIX_EPOCH;
 
-use prometheus::proto::MetricFamily;
-
 use super::{
+    Sink,
     family::{Family, Spec},
     flows::TRAFFIC,
 };
@@ -67,19 +66,19 @@ const REASONS: [&str; 8] = [
     "content",
 ];
 
-pub fn render(snapshot: &Snapshot, source: Source, out: &mut Vec<MetricFamily>) {
+pub fn render(snapshot: &Snapshot, source: Source, out: &mut dyn Sink) {
     let ext = &snapshot.external;
     let mut selected = Family::new(&TRAFFIC_SOURCE);
     selected.push(&[source.as_str()], 1.0);
-    out.extend(selected.finish());
+    out.family(selected);
 
     if source == Source::Darkstat
         && let Some(report) = &ext.darkstat
     {
-        out.extend(peer_family(&TRAFFIC, snapshot, &report.peers));
+        out.family(peer_family(&TRAFFIC, snapshot, &report.peers));
     }
     if let Some(report) = &ext.ebpf {
-        out.extend(peer_family(&EBPF_TRAFFIC, snapshot, &report.peers));
+        out.family(peer_family(&EBPF_TRAFFIC, snapshot, &report.peers));
     }
 
     let mut errors = Family::new(&SCRAPE_ERRORS);
@@ -92,11 +91,9 @@ pub fn render(snapshot: &Snapshot, source: Source, out: &mut Vec<MetricFamily>) 
             format.push(&[f.as_str()], 1.0);
         }
     }
-    out.extend(
-        [errors, last_success, format]
-            .into_iter()
-            .filter_map(Family::finish),
-    );
+    for family in [errors, last_success, format] {
+        out.family(family);
+    }
 }
 
 fn task_health(
@@ -118,7 +115,7 @@ fn task_health(
 
 /// A traffic family from peer counters, as planet-exporter's darkstat and
 /// ebpf tasks labelled them. Peers are already one per (direction, address).
-fn peer_family(spec: &Spec, snapshot: &Snapshot, peers: &[PeerBytes]) -> Option<MetricFamily> {
+fn peer_family<'s>(spec: &'s Spec, snapshot: &Snapshot, peers: &[PeerBytes]) -> Family<'s> {
     let inventory = &snapshot.inventory;
     let local_ip = snapshot.local_ip;
     let local_text = local_ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -147,7 +144,7 @@ fn peer_family(spec: &Spec, snapshot: &Snapshot, peers: &[PeerBytes]) -> Option<
             peer.bytes,
         );
     }
-    family.finish()
+    family
 }
 
 #[cfg(test)]
