@@ -16,6 +16,11 @@
 //! the agent, so their decoding would slow the agent down: a real
 //! Prometheus decodes on its own machine, hence the sampling.
 //!
+//! After the plain storm, a third storm scrapes the same plain page from a
+//! minimal server in this process (threads that answer every request with
+//! one prepared write of the page): the latency any server of that page
+//! gets on this machine, the floor the agent's plain scrapes compare with.
+//!
 //! Peak RSS (`VmHWM`) is read when idle (the start-up's peak: loading the
 //! eBPF programs), then reset and read after as long as a storm without
 //! scrapes (the tasks' own peaks with the connections held), and reset
@@ -174,23 +179,43 @@ impl Drop for Agent {
 }
 
 struct Storm {
+    /// What was scraped, for the row.
+    kind: &'static str,
     gzip: bool,
     scrapes: usize,
     bad: usize,
     first_bad: Option<String>,
     wire_kib: f64,
-    rss_after: u64,
-    /// `VmHWM` after the storm, reset just before it.
-    peak: u64,
-    threads_after: u64,
+    /// The agent's figures after the storm; `None` for the static server.
+    agent: Option<AfterStorm>,
     p50: f64,
     p99: f64,
     max: f64,
 }
 
-/// 20 scrapers back to back for `seconds`.
+struct AfterStorm {
+    rss: u64,
+    /// `VmHWM` after the storm, reset just before it.
+    peak: u64,
+    threads: u64,
+}
+
+/// 20 scrapers back to back for `seconds` against the agent.
 fn storm(agent: &Agent, port: u16, gzip: bool, seconds: u64) -> Storm {
-    reset_peak(agent.0.id());
+    let pid = agent.0.id();
+    reset_peak(pid);
+    let kind = if gzip { "gzip" } else { "plain (after gzip)" };
+    let mut storm = scrape_storm(kind, port, gzip, seconds);
+    storm.agent = Some(AfterStorm {
+        rss: rss_kib(pid),
+        peak: proc_status(pid, "VmHWM:"),
+        threads: proc_status(pid, "Threads:"),
+    });
+    storm
+}
+
+/// 20 scrapers back to back for `seconds` against whatever serves `port`.
+fn scrape_storm(kind: &'static str, port: u16, gzip: bool, seconds: u64) -> Storm {
     let results = Arc::new(Mutex::new((Vec::new(), 0, None, 0)));
     let stop = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..SCRAPERS)
@@ -219,26 +244,55 @@ fn storm(agent: &Agent, port: u16, gzip: bool, seconds: u64) -> Storm {
     for w in workers {
         w.join().unwrap();
     }
-    let pid = agent.0.id();
-    let rss_after = rss_kib(pid);
-    let peak = proc_status(pid, "VmHWM:");
-    let threads_after = proc_status(pid, "Threads:");
     let (mut l, bad, first_bad, wire) = std::mem::take(&mut *results.lock().unwrap());
     l.sort_unstable();
     let pct = |p: f64| l[((l.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
     Storm {
+        kind,
         gzip,
         scrapes: l.len(),
         bad,
         first_bad,
         wire_kib: wire as f64 / 1024.0,
-        rss_after,
-        peak,
-        threads_after,
+        agent: None,
         p50: pct(0.50),
         p99: pct(0.99),
         max: pct(1.0),
     }
+}
+
+/// Threads of a minimal server answering every request on the returned
+/// port with `page` as a plain `/metrics` response, prepared once: no
+/// rendering, no compression, one write per response. They block in
+/// `accept` once the bench stops scraping, until the process ends.
+fn serve_static(page: &str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        page.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(page.as_bytes());
+    let response = Arc::new(response);
+    // As many threads as the agent's runtime has workers (one per CPU).
+    let threads = thread::available_parallelism().map_or(2, usize::from);
+    for _ in 0..threads {
+        let listener = listener.try_clone().unwrap();
+        let response = response.clone();
+        thread::spawn(move || {
+            let mut request = [0u8; 1024];
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                // The whole request arrives in one segment.
+                if stream.read(&mut request).is_ok() {
+                    let _ = stream.write_all(&response);
+                }
+            }
+        });
+    }
+    port
 }
 
 struct Case {
@@ -300,10 +354,17 @@ fn run_case(connections: usize, scrape_seconds: u64) -> Case {
     reset_peak(agent.0.id());
     thread::sleep(Duration::from_secs(scrape_seconds));
     let peak_quiet = proc_status(agent.0.id(), "VmHWM:");
-    let storms = [true, false]
+    let mut storms: Vec<Storm> = [true, false]
         .into_iter()
         .map(|gzip| storm(&agent, port, gzip, scrape_seconds))
         .collect();
+    let (_, _, page) = get(port, false, true).expect("a plain page to serve statically");
+    storms.push(scrape_storm(
+        "plain, same page from a static server",
+        serve_static(&page),
+        false,
+        scrape_seconds,
+    ));
     // Reset rather than close: no TIME_WAIT sockets from 5,000 distinct
     // sources left behind as edges in the next case's socket table.
     for stream in &held.streams {
@@ -365,8 +426,12 @@ fn main() {
     let mib = |k: u64| k as f64 / 1024.0;
     for c in &cases {
         for s in &c.storms {
+            let after = s.agent.as_ref().map_or_else(
+                || "– | – | –".to_owned(),
+                |a| format!("{:.1} | {:.1} | {}", mib(a.rss), mib(a.peak), a.threads),
+            );
             println!(
-                "| {} ({}) | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+                "| {} ({}) | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {after} |",
                 c.connections,
                 c.connections * 2,
                 c.live,
@@ -375,16 +440,13 @@ fn main() {
                 mib(c.peak_startup),
                 mib(c.rss_loaded),
                 mib(c.peak_quiet),
-                if s.gzip { "gzip" } else { "plain (after gzip)" },
+                s.kind,
                 s.wire_kib,
                 s.scrapes,
                 s.bad,
                 s.p50,
                 s.p99,
                 s.max,
-                mib(s.rss_after),
-                mib(s.peak),
-                s.threads_after,
             );
         }
     }
@@ -395,8 +457,8 @@ fn main() {
         for s in &c.storms {
             if let Some(e) = &s.first_bad {
                 println!(
-                    "{} connections, gzip {}: first failure: {e}",
-                    c.connections, s.gzip
+                    "{} connections, {} (gzip {}): first failure: {e}",
+                    c.connections, s.kind, s.gzip
                 );
             }
         }
