@@ -23,3 +23,14 @@ pub fn tune() -> bool {
     #[cfg(not(target_env = "gnu"))]
     false
 }
+
+/// Hands memory freed after a large transient job (loading eBPF objects,
+/// a render, plain responses) back to the system instead of keeping it in
+/// the allocator's arenas for the agent's whole life.
+pub fn release_freed() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

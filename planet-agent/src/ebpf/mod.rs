@@ -89,7 +89,8 @@ pub fn load(
     let mut rejected = Vec::new();
     for mode in request.candidates() {
         let result = load_mode(mode, limits, kernel_btf);
-        release_freed_memory();
+        // Loading parsed the kernel's BTF (several MiB of small allocations).
+        crate::allocator::release_freed();
         match result {
             Ok(ebpf) => {
                 return Ok(Loaded {
@@ -122,7 +123,7 @@ pub fn check(mode: ProbeMode, limits: MapLimits, kernel_btf: &Path) -> Result<()
     }
     raise_memlock_limit();
     let result = load_mode(mode, limits, kernel_btf).map(drop);
-    release_freed_memory();
+    crate::allocator::release_freed();
     result
 }
 
@@ -149,14 +150,6 @@ fn load_mode(mode: ProbeMode, limits: MapLimits, kernel_btf: &Path) -> Result<Eb
         );
     }
     Ok(ebpf)
-}
-
-/// Loading parses the kernel's BTF (several MiB of small allocations);
-/// hand the freed memory back to the system instead of keeping it in the
-/// allocator's arenas for the agent's whole life.
-pub(crate) fn release_freed_memory() {
-    // SAFETY: malloc_trim only walks glibc's own heap.
-    unsafe { libc::malloc_trim(0) };
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.

@@ -22,6 +22,13 @@ pub struct Lz4Page {
     blocks: Arc<[(u32, u32)]>,
 }
 
+impl Lz4Page {
+    /// The length of the text it decompresses to.
+    pub fn text_len(&self) -> u64 {
+        self.blocks.iter().map(|&(_, len)| u64::from(len)).sum()
+    }
+}
+
 /// Compresses what is written, a block at a time.
 pub struct Lz4Writer {
     pending: Vec<u8>,

@@ -59,8 +59,6 @@ struct Page {
     gzip: Bytes,
     /// The same text in LZ4 blocks.
     lz4: Lz4Page,
-    /// The length of the text exposition it decompresses to.
-    plain_len: u64,
 }
 
 /// The router. `/metrics` renders the exporter; `/api/v1/dependencies`
@@ -101,30 +99,23 @@ impl Exposition {
         let page = self.encode();
         // Rendering allocates per series, and the compressors their
         // buffers: all freed by now; give the memory back right away.
-        // SAFETY: malloc_trim only walks glibc's own heap.
-        unsafe { libc::malloc_trim(0) };
+        crate::allocator::release_freed();
         page
     }
 
     fn encode(&self) -> Result<Page, RenderError> {
         let mut out = std::io::BufWriter::with_capacity(
             64 * 1024,
-            Counting {
-                inner: Tee(
-                    flate2::write::GzEncoder::new(
-                        Vec::with_capacity(64 * 1024),
-                        flate2::Compression::fast(),
-                    ),
-                    Lz4Writer::default(),
+            Tee(
+                flate2::write::GzEncoder::new(
+                    Vec::with_capacity(64 * 1024),
+                    flate2::Compression::fast(),
                 ),
-                written: 0,
-            },
+                Lz4Writer::default(),
+            ),
         );
         self.exporter.write_text(&mut out)?;
-        let Counting {
-            inner: Tee(gzip, lz4),
-            written,
-        } = out
+        let Tee(gzip, lz4) = out
             .into_inner()
             .map_err(std::io::IntoInnerError::into_error)?;
         let mut gzip = gzip.finish()?;
@@ -133,26 +124,7 @@ impl Exposition {
         Ok(Page {
             gzip: Bytes::from(gzip),
             lz4: lz4.finish()?,
-            plain_len: written,
         })
-    }
-}
-
-/// A writer that counts what passes through.
-struct Counting<W> {
-    inner: W,
-    written: u64,
-}
-
-impl<W: std::io::Write> std::io::Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -223,7 +195,10 @@ fn page_response(page: &Page, gzip: bool) -> Response {
         },
         lz4_page::BLOCK,
     );
-    let length = (header::CONTENT_LENGTH, HeaderValue::from(page.plain_len));
+    let length = (
+        header::CONTENT_LENGTH,
+        HeaderValue::from(page.lz4.text_len()),
+    );
     (
         [content_type, vary, length],
         axum::body::Body::from_stream(text),
@@ -249,8 +224,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if PLAIN_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            // SAFETY: malloc_trim only walks glibc's own heap.
-            unsafe { libc::malloc_trim(0) };
+            crate::allocator::release_freed();
         }
     }
 }
@@ -467,7 +441,6 @@ mod tests {
         let page = Page {
             gzip: Bytes::from(gzip.finish().unwrap()),
             lz4: lz4.finish().unwrap(),
-            plain_len: text.len() as u64,
         };
         let response = page_response(&page, false);
         assert_eq!(

@@ -160,7 +160,7 @@ impl SocketIter {
             return Err(IterError::NoObject);
         }
         let result = Self::load_inner(kernel_btf);
-        crate::ebpf::release_freed_memory();
+        crate::allocator::release_freed();
         let mut iter = result?;
         iter.for_each_record(|_| {})?;
         Ok(iter)
