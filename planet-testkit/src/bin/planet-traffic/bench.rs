@@ -87,6 +87,27 @@ fn duration(seconds: f64) -> anyhow::Result<Duration> {
         .context("--seconds must be a positive number")
 }
 
+/// Runs `op` until `run_for` has passed, looking at the clock after every
+/// `batch` runs; returns how many runs there were and how long they took.
+fn repeat_for(
+    run_for: Duration,
+    batch: u64,
+    mut op: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, Duration)> {
+    let mut runs = 0u64;
+    let start = Instant::now();
+    loop {
+        for _ in 0..batch {
+            op()?;
+        }
+        runs += batch;
+        let elapsed = start.elapsed();
+        if elapsed >= run_for {
+            return Ok((runs, elapsed));
+        }
+    }
+}
+
 fn join<T>(handle: thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
     handle
         .join()
@@ -117,17 +138,11 @@ pub fn run_rr(args: &RrArgs) -> anyhow::Result<()> {
     let mut stream = TcpStream::connect(addr).context("connect")?;
     stream.set_nodelay(true)?;
     let mut byte = [1u8; 1];
-    let mut ops = 0u64;
-    let start = Instant::now();
-    let elapsed = loop {
+    let (ops, elapsed) = repeat_for(run_for, 1, || {
         stream.write_all(&byte).context("request write")?;
         stream.read_exact(&mut byte).context("response read")?;
-        ops += 1;
-        let elapsed = start.elapsed();
-        if elapsed >= run_for {
-            break elapsed;
-        }
-    };
+        Ok(())
+    })?;
     drop(stream);
     join(responder)?;
     let seconds = elapsed.as_secs_f64();
@@ -193,22 +208,11 @@ pub fn run_empty_recv(args: &EmptyRecvArgs) -> anyhow::Result<()> {
     let (_peer, _) = listener.accept().context("accept")?;
     stream.set_nonblocking(true)?;
     let mut byte = [0u8; 1];
-    let mut calls = 0u64;
-    let start = Instant::now();
-    let elapsed = loop {
-        for _ in 0..BATCH {
-            match stream.read(&mut byte) {
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-                Ok(n) => anyhow::bail!("recv on the idle socket returned {n} bytes"),
-                Err(err) => return Err(err).context("recv"),
-            }
-        }
-        calls += BATCH;
-        let elapsed = start.elapsed();
-        if elapsed >= run_for {
-            break elapsed;
-        }
-    };
+    let (calls, elapsed) = repeat_for(run_for, BATCH, || match stream.read(&mut byte) {
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Ok(n) => anyhow::bail!("recv on the idle socket returned {n} bytes"),
+        Err(err) => Err(err).context("recv"),
+    })?;
     let seconds = elapsed.as_secs_f64();
     emit(&CallsReport {
         mode: "empty-recv".into(),
@@ -247,21 +251,16 @@ pub fn run_conn(args: &ConnArgs) -> anyhow::Result<()> {
     });
 
     let mut byte = [1u8; 1];
-    let mut conns = 0u64;
-    let start = Instant::now();
-    let elapsed = loop {
-        let source = load::source_address((conns / PER_SOURCE) as usize);
+    let mut opened = 0u64;
+    let (conns, elapsed) = repeat_for(run_for, 1, || {
+        let source = load::source_address((opened / PER_SOURCE) as usize);
         let mut stream =
             load::connect_from(source, addr).with_context(|| format!("connect from {source}"))?;
         stream.write_all(&byte).context("client write")?;
         stream.read_exact(&mut byte).context("client read")?;
-        drop(stream);
-        conns += 1;
-        let elapsed = start.elapsed();
-        if elapsed >= run_for {
-            break elapsed;
-        }
-    };
+        opened += 1;
+        Ok(())
+    })?;
     let seconds = elapsed.as_secs_f64();
     emit(&CallsReport {
         mode: "conn".into(),
