@@ -128,20 +128,22 @@ fn cargo_test() -> Result<()> {
         // Compile as the invoking user so target/ stays theirs; only the run is root's.
         cmd::run(cmd::cargo().arg("test").args(HOST_TARGETS).arg("--no-run"))?;
     }
-    // The federator's real-agent test runs the agent binary this same
-    // `cargo test` builds (for planet-agent's own tests) before any test
-    // runs; without this it would build its own copy with planet-agent's
-    // features alone.
-    let agent = cmd::target_dir()?.join("debug").join("planet-agent");
     // --no-fail-fast: run every test binary and report all failures at once.
-    cmd::run(
-        cmd::as_root("cargo")
-            .arg("test")
-            .args(HOST_TARGETS)
-            .arg("--no-fail-fast")
-            .env("PLANET_AGENT_BIN", agent)
-            .current_dir(cmd::workspace_root()),
-    )
+    let mut test = root_cargo_test()?;
+    cmd::run(test.args(HOST_TARGETS).arg("--no-fail-fast"))
+}
+
+/// `cargo test` as root in the workspace, with `PLANET_AGENT_BIN` naming
+/// the agent binary that same `cargo test` builds (for planet-agent's own
+/// tests) before any test runs: the federator's real-agent test would
+/// otherwise build its own copy with planet-agent's features alone.
+fn root_cargo_test() -> Result<std::process::Command> {
+    let agent = cmd::target_dir()?.join("debug").join("planet-agent");
+    let mut test = cmd::as_root("cargo");
+    test.arg("test")
+        .env("PLANET_AGENT_BIN", agent)
+        .current_dir(cmd::workspace_root());
+    Ok(test)
 }
 
 /// The accuracy suite again in the tracepoint mode with `-kernel-btf`
@@ -149,15 +151,12 @@ fn cargo_test() -> Result<()> {
 /// records (kernels with the length tracepoints but no BTF), which no
 /// kernel at hand would otherwise run.
 fn flow_accuracy_without_btf() -> Result<()> {
-    let agent = cmd::target_dir()?.join("debug").join("planet-agent");
+    let mut test = root_cargo_test()?;
     cmd::run(
-        cmd::as_root("cargo")
-            .args(["test", "-p", "planet-agent", "--test", "flow_accuracy"])
+        test.args(["-p", "planet-agent", "--test", "flow_accuracy"])
             .args(["--", "--test-threads=1"])
-            .env("PLANET_AGENT_BIN", agent)
             .env("PLANET_TEST_FLOW_MODE", "tracepoint")
-            .env("PLANET_TEST_KERNEL_BTF", "/nonexistent/planet-test/vmlinux")
-            .current_dir(cmd::workspace_root()),
+            .env("PLANET_TEST_KERNEL_BTF", "/nonexistent/planet-test/vmlinux"),
     )
 }
 
