@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use planet_agent::inventory::{
+use planet_agent::collect::inventory::{
     Format, Host, Inventory, LOCALHOST, parse, probe_addresses, reference_lookup,
 };
 

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use planet_agent::inventory::Format;
+use planet_agent::collect::inventory::Format;
 
 #[path = "common.rs"]
 mod common;

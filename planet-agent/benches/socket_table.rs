@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use planet_agent::socket_table;
+use planet_agent::collect::socket_table;
 
 /// Connections one holder process keeps (two descriptors each), so the
 /// per-process descriptor limit (20,000 on these machines) is never hit.
@@ -163,7 +163,7 @@ fn main() {
     let cpu = cpu_time(libc::RUSAGE_SELF);
     let start = Instant::now();
     let mut iter = socket_table::OwnerSource::ebpf_iter(std::path::Path::new(
-        planet_agent::ebpf::layout::KERNEL_BTF_PATH,
+        planet_agent::collect::ebpf::layout::KERNEL_BTF_PATH,
     ))
     .unwrap_or_else(|err| panic!("the eBPF socket iterator must load: {err}"));
     println!(

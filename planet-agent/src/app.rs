@@ -1,23 +1,29 @@
 //! Wiring: start the tasks, serve HTTP, shut down on SIGTERM/SIGINT.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
+use planet_cli::periodic;
 use tokio::{net::TcpListener, signal::unix::SignalKind, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     cli::Cli,
-    dependencies::ClosedLog,
-    ebpf::{self, MapLimits},
-    flow::{self, FlowTask, KernelFlows},
-    http,
-    inventory::{self, InventoryConfig, InventoryTask},
-    local_addr, metrics,
-    snapshot::{ProbeState, Store},
-    socket_table::{OwnerSource, SocketTableTask},
-    traffic_sources::{self, DarkstatSource, EbpfExporterSource, ScrapeTask, scrape::ScrapeClient},
-    web_config::WebConfig,
+    collect::{
+        Input, ProbeState, Report, Reports, Run,
+        ebpf::{self, MapLimits},
+        flows::{self, FlowCollector, KernelFlows},
+        inventory::{self, InventoryCollector, InventoryConfig},
+        local_addr,
+        scrapes::{DarkstatSource, EbpfExporterSource, ScrapeCollector, scrape::ScrapeClient},
+        socket_table::{self, OwnerSource, SocketTableCollector},
+    },
+    model::{self, Model, Store, traffic_source},
+    serve::{http, metrics, web_config::WebConfig},
 };
 
 /// Runs the agent until a termination signal.
@@ -40,7 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", cli.listen_address))?;
     tracing::info!(
-        address = %cli.listen_address,
+        address = %listener.local_addr().unwrap_or(cli.listen_address),
         tls = web.tls.is_some(),
         basic_auth = web.auth.is_some(),
         "serving /metrics"
@@ -54,28 +60,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .task_socketstat_enabled
         .then(|| OwnerSource::for_request(cli.task_socketstat_owners, &cli.kernel_btf));
 
-    // Closed connections travel from the flow task to the socket table task.
-    let closed_log = cli
-        .task_socketstat_enabled
-        .then(|| Arc::new(ClosedLog::default()));
+    let (reports, received) = Reports::channel();
+    let model = Model::new(model::Config {
+        budget: cli.budget(),
+        flow_enabled: cli.task_flow_enabled,
+        interval: cli.task_interval,
+        darkstat_enabled: cli.task_darkstat_enabled,
+        ebpf_enabled: cli.task_ebpf_enabled,
+        inventory_enabled: cli.task_inventory_enabled,
+        socket_table_enabled: owners.is_some(),
+    });
+    store.publish(model.snapshot().clone());
+    tasks.spawn(model::run(model, received, store.clone()));
+
     if cli.task_flow_enabled {
-        let store = store.clone();
-        let shutdown = shutdown.clone();
-        let limits = MapLimits {
-            flows: cli.task_flow_max_flows,
+        let flow = FlowStart {
+            mode: cli.task_flow_mode,
+            limits: MapLimits {
+                flows: cli.task_flow_max_flows,
+            },
+            kernel_btf: cli.kernel_btf.clone(),
+            program_stats: cli.task_flow_program_stats,
+            interval: cli.task_interval,
         };
-        let (mode, interval) = (cli.task_flow_mode, cli.task_interval);
-        let kernel_btf = cli.kernel_btf.clone();
-        let program_stats = cli.task_flow_program_stats;
-        let log = closed_log.clone();
-        let budget = cli.budget();
-        tasks.spawn(async move {
-            let task =
-                start_flow_task(mode, limits, &kernel_btf, program_stats, interval, store).await;
-            if let Some(task) = task {
-                task.with_closed_log(log, budget).run(shutdown).await;
-            }
-        });
+        tasks.spawn(flow.run(reports.clone(), shutdown.clone()));
     } else {
         tracing::info!("flow task disabled (-task-flow-enabled=false)");
     }
@@ -88,26 +96,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         config.timeout = cli.task_inventory_timeout;
         config.max_bytes = cli.task_inventory_max_bytes;
-        tasks.spawn(InventoryTask::new(config).run(store.clone(), shutdown.clone()));
+        let collector = InventoryCollector::new(config, reports.clone());
+        let refresh = collector.refresh();
+        tasks.spawn(periodic::run(collector, refresh, shutdown.clone()));
     }
     if let Some(owners) = owners {
-        let task = SocketTableTask {
-            store: store.clone(),
-            interval: cli.task_interval,
+        let collector = SocketTableCollector {
             local_override: cli.local_address,
             proc_root: "/proc".into(),
-            closed: closed_log.clone().unwrap_or_default(),
-            budget: cli.budget(),
-            owners,
+            owners: Arc::new(Mutex::new(owners)),
+            reports: reports.clone(),
+            method: None,
         };
-        tasks.spawn(task.run(shutdown.clone()));
+        tasks.spawn(periodic::run(
+            collector,
+            cli.task_interval,
+            shutdown.clone(),
+        ));
     } else {
         // Without the socket table, the host's address still names flows.
         let local_ip = cli.local_address.or_else(local_addr::detect);
-        store.update(|s| s.local_ip = local_ip);
+        reports
+            .send(Report::input(
+                socket_table::TASK_NAME,
+                Input::LocalIp(local_ip),
+            ))
+            .await;
     }
 
-    spawn_traffic_sources(&cli, &store, &shutdown, &mut tasks)?;
+    let client = || {
+        ScrapeClient::new(cli.task_scrape_timeout, cli.task_scrape_max_bytes)
+            .context("scrape client")
+    };
+    if cli.task_darkstat_enabled {
+        let source = DarkstatSource::new(cli.task_darkstat_addr.clone());
+        let collector = ScrapeCollector::new(source, client()?, reports.clone());
+        tasks.spawn(periodic::run(
+            collector,
+            cli.task_interval,
+            shutdown.clone(),
+        ));
+    }
+    if cli.task_ebpf_enabled {
+        let source = EbpfExporterSource::new(cli.task_ebpf_addr.clone());
+        let collector = ScrapeCollector::new(source, client()?, reports.clone());
+        tasks.spawn(periodic::run(
+            collector,
+            cli.task_interval,
+            shutdown.clone(),
+        ));
+    }
+    // The model stops once every collector has dropped its sender.
+    drop(reports);
+    tasks.spawn(log_traffic_source(store.clone(), shutdown.clone()));
 
     tasks.spawn(cancel_on_signal(shutdown.clone()));
     let served = http::serve(listener, http::app(exporter, store.clone()), &web, {
@@ -122,90 +163,68 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads and attaches the eBPF programs. On failure the agent keeps
-/// serving; the reason is logged once and shown in the self-metrics.
-async fn start_flow_task(
+/// What the flow collector needs before it can run.
+struct FlowStart {
     mode: ebpf::ModeRequest,
     limits: MapLimits,
-    kernel_btf: &Path,
+    kernel_btf: PathBuf,
     program_stats: bool,
     interval: Duration,
-    store: Arc<Store>,
-) -> Option<FlowTask> {
-    let kernel_btf = kernel_btf.to_owned();
-    let loaded = tokio::task::spawn_blocking(move || ebpf::load(mode, limits, &kernel_btf))
-        .await
-        .map_err(|err| anyhow::anyhow!("eBPF loader panicked: {err}"))
-        .and_then(|r| r.map_err(anyhow::Error::from))
-        .and_then(|loaded| KernelFlows::new(loaded, program_stats).map_err(anyhow::Error::from));
-    match loaded {
-        Ok(source) => {
-            tracing::info!(
-                mode = %source.mode,
-                rejected = ?source.rejected,
-                "flow programs attached"
-            );
-            store.update(|s| {
-                s.probe = ProbeState::Attached {
-                    mode: source.mode,
-                    rejected: source.rejected.clone(),
-                }
-            });
-            Some(FlowTask::new(source, store, interval))
-        }
-        Err(err) => {
-            let reason = format!("{err:#}");
-            tracing::error!(
-                %reason,
-                "flow task cannot run: no per-process byte counts; everything else is still served"
-            );
-            store.update(|s| {
-                s.probe = ProbeState::Failed {
-                    reason: reason.clone(),
-                }
-            });
-            store.task_ran(flow::TASK_NAME, false, Duration::ZERO);
-            None
-        }
-    }
 }
 
-/// The darkstat and ebpf_exporter tasks, and the watcher that logs which
-/// source feeds `planet_traffic_bytes_total`.
-fn spawn_traffic_sources(
-    cli: &Cli,
-    store: &Arc<Store>,
-    shutdown: &CancellationToken,
-    tasks: &mut JoinSet<()>,
-) -> anyhow::Result<()> {
-    let (flow_enabled, interval) = (cli.task_flow_enabled, cli.task_interval);
-    store.update(|s| {
-        let external = Arc::make_mut(&mut s.external);
-        external.flow_enabled = flow_enabled;
-        external.interval = interval;
-    });
-    let client = || {
-        ScrapeClient::new(cli.task_scrape_timeout, cli.task_scrape_max_bytes)
-            .context("scrape client")
-    };
-    if cli.task_darkstat_enabled {
-        let task = ScrapeTask::new(
-            DarkstatSource::new(cli.task_darkstat_addr.clone()),
-            client()?,
+impl FlowStart {
+    /// Loads and attaches the eBPF programs, then drains them every
+    /// interval. On failure the agent keeps serving; the reason is logged
+    /// once and shown in the self-metrics.
+    async fn run(self, reports: Reports, shutdown: CancellationToken) {
+        let Self {
+            mode,
+            limits,
+            kernel_btf,
+            program_stats,
             interval,
-        );
-        tasks.spawn(task.run(store.clone(), shutdown.clone()));
+        } = self;
+        let loaded = tokio::task::spawn_blocking(move || ebpf::load(mode, limits, &kernel_btf))
+            .await
+            .map_err(|err| anyhow::anyhow!("eBPF loader panicked: {err}"))
+            .and_then(|r| r.map_err(anyhow::Error::from))
+            .and_then(|loaded| {
+                KernelFlows::new(loaded, program_stats).map_err(anyhow::Error::from)
+            });
+        match loaded {
+            Ok(source) => {
+                tracing::info!(
+                    mode = %source.mode,
+                    rejected = ?source.rejected,
+                    "flow programs attached"
+                );
+                let probe = ProbeState::Attached {
+                    mode: source.mode,
+                    rejected: source.rejected.clone(),
+                };
+                reports
+                    .send(Report::input(flows::TASK_NAME, Input::Probe(probe)))
+                    .await;
+                let collector = FlowCollector::new(source, reports, interval);
+                periodic::run(collector, interval, shutdown).await;
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                tracing::error!(
+                    %reason,
+                    "flow task cannot run: no per-process byte counts; everything else is still served"
+                );
+                let run = Run {
+                    success: false,
+                    duration: Duration::ZERO,
+                };
+                let probe = Input::Probe(ProbeState::Failed { reason });
+                reports
+                    .send(Report::ran(flows::TASK_NAME, run, Some(probe)))
+                    .await;
+            }
+        }
     }
-    if cli.task_ebpf_enabled {
-        let task = ScrapeTask::new(
-            EbpfExporterSource::new(cli.task_ebpf_addr.clone()),
-            client()?,
-            interval,
-        );
-        tasks.spawn(task.run(store.clone(), shutdown.clone()));
-    }
-    tasks.spawn(log_traffic_source(store.clone(), shutdown.clone()));
-    Ok(())
 }
 
 /// Logs the source of `planet_traffic_bytes_total` at start and on every
@@ -219,7 +238,7 @@ async fn log_traffic_source(store: Arc<Store>, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let snapshot = store.load();
-        let source = traffic_sources::select(&snapshot, std::time::SystemTime::now());
+        let source = traffic_source::select(&snapshot, std::time::SystemTime::now());
         if shown == Some(source) {
             continue;
         }

@@ -11,7 +11,7 @@ use planet_cli::{
     go_flags::{self, parse_log_level},
 };
 
-use crate::{ebpf::ModeRequest, socket_table::OwnerRequest};
+use crate::{collect::ebpf::ModeRequest, collect::socket_table::OwnerRequest};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -79,7 +79,7 @@ pub struct Cli {
     /// that do not publish their own; a path that does not exist means no
     /// BTF: the flow task then reads trace records and socket owners come
     /// from /proc
-    #[arg(long, default_value = crate::ebpf::layout::KERNEL_BTF_PATH, value_name = "PATH")]
+    #[arg(long, default_value = crate::collect::ebpf::layout::KERNEL_BTF_PATH, value_name = "PATH")]
     pub kernel_btf: PathBuf,
 
     /// Enable socketstat collector task
@@ -119,7 +119,7 @@ pub struct Cli {
     pub task_scrape_timeout: Duration,
 
     /// Largest darkstat or ebpf_exporter response accepted, in bytes
-    #[arg(long, default_value_t = crate::traffic_sources::scrape::DEFAULT_MAX_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = crate::collect::scrapes::scrape::DEFAULT_MAX_BYTES, value_name = "BYTES")]
     pub task_scrape_max_bytes: usize,
 
     /// Enable inventory collector task
@@ -152,7 +152,7 @@ pub struct Cli {
     pub task_dependency_retention: Duration,
 
     /// Most series one metric family shows; beyond it the lightest edges are folded into an "other" series
-    #[arg(long, default_value_t = crate::cardinality::DEFAULT_MAX_SERIES, value_parser = parse_max_series, value_name = "N")]
+    #[arg(long, default_value_t = crate::model::cardinality::DEFAULT_MAX_SERIES, value_parser = parse_max_series, value_name = "N")]
     pub metrics_max_series_per_family: usize,
 
     /// Path to a configuration file that can enable TLS or authentication (Prometheus exporter-toolkit format)
@@ -182,8 +182,8 @@ fn parse_max_series(s: &str) -> Result<usize, String> {
 
 impl Cli {
     /// The cardinality budget the flags set.
-    pub fn budget(&self) -> crate::cardinality::Budget {
-        crate::cardinality::Budget {
+    pub fn budget(&self) -> crate::model::cardinality::Budget {
+        crate::model::cardinality::Budget {
             max_series: self.metrics_max_series_per_family,
             retention: self.task_dependency_retention,
         }
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(cli.task_scrape_timeout, Duration::from_secs(10));
         assert_eq!(cli.task_scrape_max_bytes, 64 << 20);
         assert_eq!(cli.web_config_file, None);
-        assert_eq!(cli.budget(), crate::cardinality::Budget::default());
+        assert_eq!(cli.budget(), crate::model::cardinality::Budget::default());
         assert_eq!(cli.task_dependency_retention, Duration::from_secs(120));
     }
 
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(cli.log_level, tracing::Level::WARN);
         assert_eq!(
             cli.task_flow_mode,
-            ModeRequest::Only(crate::ebpf::ProbeMode::Tracepoint)
+            ModeRequest::Only(crate::collect::ebpf::ProbeMode::Tracepoint)
         );
     }
 
@@ -311,7 +311,7 @@ mod tests {
         ]);
         assert_eq!(
             cli.task_socketstat_owners,
-            OwnerRequest::Only(crate::socket_table::OwnerMethod::ProcWalk)
+            OwnerRequest::Only(crate::collect::socket_table::OwnerMethod::ProcWalk)
         );
         assert_eq!(cli.task_interval, Duration::from_secs(2));
         assert!(!cli.task_socketstat_enabled);

@@ -1,51 +1,31 @@
 //! planet-agent: tells a Linux host its network dependencies.
 //!
-//! Data flows one way:
+//! Data flows one way, through three layers:
 //!
 //! ```text
-//! kernel programs (planet-agent-ebpf) ─► bounded maps ─► flow task (drain each interval)
-//!                                                           │
-//!                                                           ▼
-//!                     /metrics ◄─ SnapshotCollector ◄─ snapshot::Store (one immutable snapshot)
+//!  collect                        model                         serve
+//!  (raw inputs, one task each)    (one pure step)               (reads snapshots)
+//!
+//!  flows ─────────┐
+//!  socket_table ──┤  Report       Model::apply ─► Snapshot ─►   /metrics
+//!  inventory ─────┼─► channel ──► ledger, naming, direction, ─► /api/v1/dependencies
+//!  scrapes ───────┘               dependencies, budget, rates   / (page)
 //! ```
 //!
-//! - [`ebpf`]: load the object, measure kernel layouts, attach one probe mode.
-//! - [`flow`]: drain the maps into per-edge cumulative byte counters.
-//! - [`traffic_sources`]: darkstat and ebpf_exporter, for hosts without the flow task.
-//! - [`snapshot`]: the immutable snapshot tasks publish and scrapes read.
-//! - [`metrics`]: render the snapshot as Prometheus families.
-//! - [`api`]: the snapshot's dependencies as the `/api/v1/dependencies` document.
-//! - [`web`]: the dependency page (embedded HTML/JS/CSS) and its API route.
-//! - [`http`]: `/metrics` plus [`web`]'s routes.
+//! - [`collect`]: each collector reads one source (the kernel's flow maps,
+//!   the socket table, the inventory, darkstat/ebpf_exporter) and sends
+//!   what it read as a [`collect::Report`]; no collector reads another's
+//!   output or the snapshot.
+//! - [`model`]: [`model::Model`] turns reports into the next immutable
+//!   [`model::Snapshot`]; pure, so it is tested on scripted inputs.
+//! - [`serve`]: HTTP; a scrape renders the current snapshot and never
+//!   touches the kernel.
 //! - [`cli`], [`app`]: flags and wiring.
 
 pub mod allocator;
-pub mod api;
 pub mod app;
-pub mod cardinality;
 pub mod cli;
-pub mod dependencies;
-pub mod ebpf;
-pub mod flow;
-pub mod http;
-pub mod inventory;
-pub mod local_addr;
-pub mod metrics;
+pub mod collect;
+pub mod model;
 pub mod privileges;
-pub mod snapshot;
-pub mod socket_table;
-pub mod traffic_sources;
-pub mod web;
-pub mod web_config;
-
-/// `err` and its causes on one line: "a: b: c".
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
-}
+pub mod serve;

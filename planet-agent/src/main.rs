@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use planet_agent::{allocator, app, cli::Cli, ebpf};
+use planet_agent::{allocator, app, cli::Cli, collect::ebpf};
 use planet_cli::logging;
 
 fn main() -> ExitCode {
@@ -53,7 +53,7 @@ fn check_flow_modes(cli: &Cli) {
             Ok(()) => println!("flow-mode {mode}: ok"),
             Err(err) => println!(
                 "flow-mode {mode}: unavailable: {}",
-                planet_agent::error_chain(&err)
+                planet_cli::errors::chain(&err)
             ),
         }
     }

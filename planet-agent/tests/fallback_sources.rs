@@ -364,8 +364,8 @@ enum Reply {
     Status500,
 }
 
-const IPV4: &str = include_str!("../src/traffic_sources/testdata/ebpf-exporter-ipv4.txt");
-const IPV4_IPV6: &str = include_str!("../src/traffic_sources/testdata/ebpf-exporter-ipv4-ipv6.txt");
+const IPV4: &str = include_str!("../src/collect/scrapes/testdata/ebpf-exporter-ipv4.txt");
+const IPV4_IPV6: &str = include_str!("../src/collect/scrapes/testdata/ebpf-exporter-ipv4-ipv6.txt");
 
 /// A one-route HTTP server on 127.0.0.1 whose answer can be switched.
 struct FakeExporter {

@@ -104,8 +104,9 @@ fn assert_length_programs(agent: &AgentProcess, kernel_btf: Option<&str>) {
         .bpf_program_types()
         .unwrap_or_else(|err| panic!("the agent's BPF programs: {err:#}"));
     let count = |kind| types.iter().filter(|t| **t == kind).count();
-    let btf =
-        std::path::Path::new(kernel_btf.unwrap_or(planet_agent::ebpf::layout::KERNEL_BTF_PATH));
+    let btf = std::path::Path::new(
+        kernel_btf.unwrap_or(planet_agent::collect::ebpf::layout::KERNEL_BTF_PATH),
+    );
     if btf.exists() {
         assert_eq!(
             count(BPF_PROG_TYPE_RAW_TRACEPOINT),

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use planet_agent::socket_table::{
+use planet_agent::collect::socket_table::{
     self, OwnerMethod, OwnerSource,
     owners::{self, Owner},
 };
@@ -85,7 +85,7 @@ fn iterator_owners_equal_the_proc_walk() {
         panic!("the socket iterator test cannot run: {err:#}");
     }
     let mut iter = OwnerSource::ebpf_iter(std::path::Path::new(
-        planet_agent::ebpf::layout::KERNEL_BTF_PATH,
+        planet_agent::collect::ebpf::layout::KERNEL_BTF_PATH,
     ))
     .unwrap_or_else(|err| panic!("the eBPF socket iterator must load on this kernel: {err:#}"));
     assert_eq!(iter.method(), OwnerMethod::EbpfIter);

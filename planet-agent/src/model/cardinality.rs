@@ -27,9 +27,10 @@ use std::{
 };
 
 use crate::{
-    dependencies::{Dependencies, Dependency, name},
-    flow::{Counts, SeriesReport},
-    inventory::Inventory,
+    collect::flows::Counts,
+    collect::inventory::Inventory,
+    model::dependencies::{Dependencies, Dependency, name},
+    model::series::SeriesReport,
 };
 
 /// Label value of the series the folded ones are summed into.
@@ -54,7 +55,7 @@ impl Default for Budget {
     fn default() -> Self {
         Self {
             max_series: DEFAULT_MAX_SERIES,
-            retention: crate::dependencies::DEFAULT_RETENTION,
+            retention: crate::model::dependencies::DEFAULT_RETENTION,
         }
     }
 }

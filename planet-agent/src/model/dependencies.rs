@@ -22,11 +22,11 @@ use std::{
 use planet_common::Origin;
 
 use crate::{
-    inventory::Inventory,
-    socket_table::{Listener, SocketTable},
+    collect::inventory::Inventory,
+    collect::socket_table::{Listener, SocketTable},
 };
 
-/// A connection the flow task saw during its recent drains.
+/// A connection the flow collector saw during its recent drains.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedConnection {
     pub local: SocketAddr,
@@ -35,40 +35,9 @@ pub struct ObservedConnection {
     pub process: Arc<str>,
 }
 
-/// Connections the flow task saw close, handed to the socket table task,
-/// which consumes them on its next collection. Unlike a time window, no
-/// connection is missed however long a collection takes.
-#[derive(Debug, Default)]
-pub struct ClosedLog {
-    pending: std::sync::Mutex<Vec<ObservedConnection>>,
-}
-
-impl ClosedLog {
-    /// At most this many connections wait between two collections; the
-    /// oldest beyond it are dropped (they only add edges, never bytes).
-    pub const CAPACITY: usize = 65_536;
-
-    pub fn record(&self, closed: impl IntoIterator<Item = ObservedConnection>) {
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pending.extend(closed);
-        if pending.len() > Self::CAPACITY {
-            let excess = pending.len() - Self::CAPACITY;
-            pending.drain(..excess);
-        }
-    }
-
-    pub fn take(&self) -> Vec<ObservedConnection> {
-        std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-    }
-}
+/// At most this many closed connections stay visible as edges; the oldest
+/// beyond it are forgotten (they only add edges, never bytes).
+const RECENTLY_CLOSED_CAPACITY: usize = 65_536;
 
 /// Default of `-task-dependency-retention`.
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(120);
@@ -99,21 +68,30 @@ impl RecentlyClosed {
         now: std::time::Instant,
         closed: impl IntoIterator<Item = ObservedConnection>,
     ) -> Vec<ObservedConnection> {
+        self.record(now, closed);
+        self.by_tuple.values().map(|(_, c)| c.clone()).collect()
+    }
+
+    /// Adds connections that closed at `now` and forgets expired ones.
+    pub fn record(
+        &mut self,
+        now: std::time::Instant,
+        closed: impl IntoIterator<Item = ObservedConnection>,
+    ) {
         for c in closed {
             self.by_tuple.insert((c.local, c.remote), (now, c));
         }
         let retention = self.retention;
         self.by_tuple
             .retain(|_, (at, _)| now.saturating_duration_since(*at) <= retention);
-        if self.by_tuple.len() > ClosedLog::CAPACITY {
+        if self.by_tuple.len() > RECENTLY_CLOSED_CAPACITY {
             // Keep the newest; an edge storm must not grow memory unbounded.
             let mut ages: Vec<std::time::Instant> =
                 self.by_tuple.values().map(|(at, _)| *at).collect();
             ages.sort_unstable();
-            let cutoff = ages[ages.len() - ClosedLog::CAPACITY];
+            let cutoff = ages[ages.len() - RECENTLY_CLOSED_CAPACITY];
             self.by_tuple.retain(|_, (at, _)| *at >= cutoff);
         }
-        self.by_tuple.values().map(|(_, c)| c.clone()).collect()
     }
 }
 
@@ -145,9 +123,9 @@ pub struct Dependencies {
     pub downstream: Vec<Dependency>,
     pub servers: Vec<ServerProcess>,
     /// Series of `upstream` folded by the cardinality budget.
-    pub upstream_folds: crate::cardinality::FoldStatus,
+    pub upstream_folds: crate::model::cardinality::FoldStatus,
     /// Series of `downstream` folded by the cardinality budget.
-    pub downstream_folds: crate::cardinality::FoldStatus,
+    pub downstream_folds: crate::model::cardinality::FoldStatus,
 }
 
 /// The `(address, hostgroup)` labels of an IP: the inventory domain when it
@@ -356,8 +334,8 @@ pub fn build(
 mod tests {
     use super::*;
     use crate::{
-        inventory::Host,
-        socket_table::{Connection, TcpState},
+        collect::inventory::Host,
+        collect::socket_table::{Connection, TcpState},
     };
 
     fn sa(s: &str) -> SocketAddr {

@@ -31,7 +31,7 @@
 //! An edge without new bytes for the retention window is forgotten
 //! ([`Ledger::forget_idle`]); what each drain credited is also handed out
 //! as changes ([`Ledger::take_changes`]) for the byte families, which keep
-//! their own budgeted counters (see [`crate::cardinality`]).
+//! their own budgeted counters (see [`crate::model::cardinality`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -42,8 +42,8 @@ use std::{
 
 use planet_common::Origin;
 
-use super::record::{Counts, Flow, FlowId};
-use crate::cardinality::{Book, Budget};
+use crate::collect::flows::{Counts, Flow, FlowId};
+use crate::model::cardinality::{Book, Budget};
 
 /// Which side of the dependency this host is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

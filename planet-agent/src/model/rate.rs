@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Edge, EdgeKey};
+use super::ledger::{Edge, EdgeKey};
 
 /// Bytes per second of one edge over the last drain interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -75,7 +75,7 @@ mod tests {
     use std::{net::IpAddr, sync::Arc};
 
     use super::*;
-    use crate::flow::{Counts, Direction};
+    use crate::{collect::flows::Counts, model::ledger::Direction};
 
     fn edge(port: u16, tx: u64, rx: u64) -> Edge {
         Edge {

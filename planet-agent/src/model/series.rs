@@ -1,6 +1,6 @@
 //! The byte families' series, kept by the flow task: each drain's
 //! credited bytes are named by the inventory of that moment and added to
-//! budgeted counters ([`crate::cardinality::Book`]), so a scrape renders
+//! budgeted counters ([`crate::model::cardinality::Book`]), so a scrape renders
 //! series that are already named and within budget, and a series never
 //! shrinks when one of the addresses behind it goes idle or is folded
 //! (each series holds what was credited to it, not a sum recomputed from
@@ -8,11 +8,12 @@
 
 use std::{collections::HashMap, net::IpAddr, time::Instant};
 
-use super::{Counts, Direction, EdgeKey};
+use super::ledger::{Direction, Edge, EdgeKey};
+use crate::collect::flows::Counts;
 use crate::{
-    cardinality::{Book, Budget, Budgeted},
-    dependencies::{Dependency, name, shown_local},
-    inventory::Inventory,
+    collect::inventory::Inventory,
+    model::cardinality::{Book, Budget, Budgeted},
+    model::dependencies::{Dependency, name, shown_local},
 };
 
 /// `planet_upstream_bytes_total`, `planet_downstream_bytes_total` (keyed by
@@ -86,11 +87,7 @@ impl FlowSeries {
 impl SeriesReport {
     /// The families of `edges` credited at once, without budget pressure
     /// (tests and benchmarks build snapshots with it).
-    pub fn from_edges(
-        edges: &[super::Edge],
-        inventory: &Inventory,
-        local_ip: Option<IpAddr>,
-    ) -> Self {
+    pub fn from_edges(edges: &[Edge], inventory: &Inventory, local_ip: Option<IpAddr>) -> Self {
         let now = Instant::now();
         let mut series = FlowSeries::default();
         series.credit(
@@ -108,7 +105,7 @@ mod tests {
     use std::{sync::Arc, time::Duration};
 
     use super::*;
-    use crate::{flow::Edge, inventory::Host};
+    use crate::collect::inventory::Host;
 
     fn key(remote: &str, port: u16, process: &str) -> EdgeKey {
         EdgeKey {

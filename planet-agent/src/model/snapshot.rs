@@ -1,9 +1,9 @@
 //! The one immutable snapshot scrapes read.
 //!
-//! Tasks publish their results into the [`Store`]; each publish swaps in a
-//! new [`Snapshot`] (copy-on-write of a few `Arc`s). A scrape loads the
-//! current snapshot without locks and renders it; it never touches the
-//! kernel or the file system.
+//! The model publishes each new [`Snapshot`] into the [`Store`]
+//! (copy-on-write of a few `Arc`s). A scrape loads the current snapshot
+//! without locks and renders it; it never touches the kernel or the file
+//! system.
 
 use std::{
     collections::BTreeMap,
@@ -17,13 +17,15 @@ use std::{
 
 use arc_swap::ArcSwap;
 
-use crate::{
-    dependencies::{Dependencies, ObservedConnection},
-    ebpf::ProbeMode,
-    flow::{Edge, KernelStats, ProgramStats, Rates, SeriesReport},
+use super::{
+    dependencies::Dependencies, ledger::Edge, rate::Rates, series::SeriesReport,
+    traffic_source::ExternalTraffic,
+};
+use crate::collect::{
+    ProbeState, Run,
+    flows::{KernelStats, ProgramStats},
     inventory::{Inventory, InventoryStatus},
     socket_table::OwnerMethod,
-    traffic_sources::ExternalTraffic,
 };
 
 /// Result of the most recent flow drain.
@@ -44,28 +46,11 @@ pub struct FlowReport {
     pub capacity: u32,
     /// Flows that disappeared without a close record, since start.
     pub vanished_total: u64,
-    /// Live connections at the last drain, for the dependency merge.
-    pub observed: Vec<ObservedConnection>,
     /// When this drain ran; `None` before the first one.
     pub drained_at: Option<Instant>,
     /// Bytes per second of each edge since the previous drain; `None`
     /// until two drains have run.
     pub rates: Option<Rates>,
-}
-
-/// State of the in-process eBPF programs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum ProbeState {
-    /// `-task-flow-enabled=false`.
-    #[default]
-    Disabled,
-    Attached {
-        mode: ProbeMode,
-        rejected: Vec<(ProbeMode, String)>,
-    },
-    Failed {
-        reason: String,
-    },
 }
 
 /// Outcome of a task's runs.
@@ -109,6 +94,28 @@ pub struct Store {
     version: AtomicU64,
 }
 
+impl Snapshot {
+    /// Records one run of `task`, ended at `at`.
+    pub fn record_run(&mut self, task: &'static str, run: Run, at: SystemTime) {
+        let status = self.tasks.entry(task).or_insert(TaskStatus {
+            last_success: run.success,
+            last_duration: run.duration,
+            last_run: at,
+            runs: 0,
+            failures: 0,
+            total_duration: Duration::ZERO,
+        });
+        status.last_success = run.success;
+        status.last_duration = run.duration;
+        status.last_run = at;
+        status.runs += 1;
+        status.total_duration += run.duration;
+        if !run.success {
+            status.failures += 1;
+        }
+    }
+}
+
 impl Store {
     pub fn new() -> Self {
         Self::default()
@@ -119,54 +126,30 @@ impl Store {
         self.current.load_full()
     }
 
-    /// Publishes a new snapshot derived from the current one.
-    pub fn update(&self, change: impl Fn(&mut Snapshot)) {
-        self.current.rcu(|current| {
-            let mut next = Snapshot::clone(current);
-            change(&mut next);
-            next
-        });
+    /// Makes `snapshot` the current one.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
         self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Publishes a changed copy of the current snapshot.
+    pub fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        let mut next = Snapshot::clone(&self.load());
+        change(&mut next);
+        self.publish(next);
     }
 
     /// Changes whenever a new snapshot is published.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
+}
 
-    /// Records one run of `task`.
-    pub fn task_ran(&self, task: &'static str, success: bool, duration: Duration) {
-        self.publish(task, success, duration, |_| {});
-    }
-
-    /// Publishes a task's result and its run status as one new snapshot.
-    pub fn publish(
-        &self,
-        task: &'static str,
-        success: bool,
-        duration: Duration,
-        change: impl Fn(&mut Snapshot),
-    ) {
-        let now = SystemTime::now();
-        self.update(|s| {
-            change(s);
-            let status = s.tasks.entry(task).or_insert(TaskStatus {
-                last_success: success,
-                last_duration: duration,
-                last_run: now,
-                runs: 0,
-                failures: 0,
-                total_duration: Duration::ZERO,
-            });
-            status.last_success = success;
-            status.last_duration = duration;
-            status.last_run = now;
-            status.runs += 1;
-            status.total_duration += duration;
-            if !success {
-                status.failures += 1;
-            }
-        });
+#[cfg(test)]
+impl Store {
+    /// Records one run of `task` in a new snapshot.
+    pub(crate) fn task_ran(&self, task: &'static str, success: bool, duration: Duration) {
+        self.update(|s| s.record_run(task, Run { success, duration }, SystemTime::now()));
     }
 }
 
@@ -176,10 +159,13 @@ mod tests {
 
     #[test]
     fn task_runs_accumulate() {
-        let store = Store::new();
-        store.task_ran("flow", true, Duration::from_millis(3));
-        store.task_ran("flow", false, Duration::from_millis(5));
-        let snap = store.load();
+        let mut snap = Snapshot::default();
+        let run = |success, ms| Run {
+            success,
+            duration: Duration::from_millis(ms),
+        };
+        snap.record_run("flow", run(true, 3), SystemTime::now());
+        snap.record_run("flow", run(false, 5), SystemTime::now());
         let status = &snap.tasks["flow"];
         assert!(!status.last_success);
         assert_eq!(status.runs, 2);

@@ -3,7 +3,7 @@
 //! a unit test pins it.
 //!
 //! Edges are exactly `planet_upstream` / `planet_downstream` (the same
-//! [`crate::dependencies::build`] output, in the same order). Each edge's
+//! [`crate::model::dependencies::build`] output, in the same order). Each edge's
 //! bytes per second are the flow task's per-edge rates
 //! ([`crate::flow::rate`], computed once per drain from two drains'
 //! cumulative counters) summed over the flows that share the edge's
@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    dependencies::{Dependency, PeerPort, name},
-    flow::{Direction, Rate},
-    snapshot::{ProbeState, Snapshot},
+    collect::ProbeState,
+    model::Snapshot,
+    model::dependencies::{Dependency, PeerPort, name},
+    model::{ledger::Direction, rate::Rate},
 };
 
 /// Bumped on any incompatible change of [`Dependencies`].
@@ -196,11 +197,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        dependencies::{self, ServerProcess},
-        ebpf::ProbeMode,
-        flow::{EdgeKey, Rates},
-        inventory::{Host, Inventory},
-        snapshot::FlowReport,
+        collect::ebpf::ProbeMode,
+        collect::inventory::{Host, Inventory},
+        model::dependencies::{self, ServerProcess},
+        model::snapshot::FlowReport,
+        model::{ledger::EdgeKey, rate::Rates},
     };
 
     fn ip(s: &str) -> IpAddr {

@@ -101,7 +101,7 @@ pub fn load(
                 });
             }
             Err(err) => {
-                let reason = crate::error_chain(&err);
+                let reason = planet_cli::errors::chain(&err);
                 tracing::info!(%mode, %reason, "probe mode rejected");
                 rejected.push((mode, reason));
             }

@@ -1,16 +1,11 @@
-//! The flow task: drains the eBPF maps every task interval into per-edge
-//! byte counters (see [`ledger`] for the accounting strategy).
+//! Kernel flows: the eBPF maps' per-flow byte counters, drained every
+//! task interval ([`collector`]) through the [`FlowSource`] seam, so the
+//! model is tested on scripted drains without root.
 
-pub mod ledger;
-pub mod rate;
-pub mod record;
-pub mod series;
-pub mod source;
-mod task;
+mod collector;
+mod record;
+mod source;
 
-pub use ledger::{Direction, Edge, EdgeKey, Ledger};
-pub use rate::{Rate, Rates};
-pub use record::{Counts, Flow, FlowId};
-pub use series::{FlowSeries, SeriesReport};
-pub use source::{KernelFlows, KernelStats, ProgramStats};
-pub use task::{FlowTask, TASK_NAME};
+pub use collector::{FlowCollector, FlowDrain, TASK_NAME};
+pub use record::{Counts, Flow, FlowId, comm};
+pub use source::{FlowSource, KernelFlows, KernelStats, ProgramStats, StatName, stat_name};

@@ -1,13 +1,50 @@
-//! The kernel side of the flow task: the maps of a loaded object.
+//! Where drains come from: [`FlowSource`], and [`KernelFlows`], the maps
+//! of a loaded eBPF object.
 
-use std::collections::HashMap as StdHashMap;
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    future::Future,
+};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use planet_common::{ClosedFlow, FlowValue, Stat, names};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::record::Flow;
-use crate::ebpf::{LoadError, Loaded, ProbeMode};
+use crate::collect::{
+    ebpf::{LoadError, Loaded, ProbeMode},
+    socket_table,
+};
+
+/// What the flow collector reads each drain. [`KernelFlows`] in the agent;
+/// a scripted source in tests.
+pub trait FlowSource: Send {
+    /// Waits until close records are available, then appends them to `out`.
+    fn wait_closed(
+        &mut self,
+        out: &mut Vec<Flow>,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Appends the close records already available to `out`, without waiting.
+    fn poll_closed(&mut self, out: &mut Vec<Flow>);
+
+    /// The live flows.
+    fn live(&self) -> Vec<Flow>;
+
+    /// What the programs could not account for.
+    fn stats(&self) -> KernelStats;
+
+    /// Run statistics of the attached programs.
+    fn program_stats(&self) -> Vec<ProgramStats>;
+
+    /// Capacity of the live-flow map.
+    fn capacity(&self) -> u32;
+
+    /// Local ports with a listener.
+    fn listening_ports(&self) -> std::io::Result<HashSet<u16>> {
+        socket_table::listening_ports()
+    }
+}
 
 /// Counters the programs keep about what they could not account for,
 /// summed over CPUs.
@@ -45,7 +82,7 @@ pub struct KernelFlows {
     stats: PerCpuArray<MapData, u64>,
     pub mode: ProbeMode,
     pub rejected: Vec<(ProbeMode, String)>,
-    pub capacity: u32,
+    capacity: u32,
     // While held, the kernel accounts run time and count per program.
     stats_enabled: Option<std::os::fd::OwnedFd>,
     // Keeps the programs attached; dropped last.
@@ -89,22 +126,22 @@ impl KernelFlows {
             ebpf,
         })
     }
+}
 
-    /// Waits until close records are available, then appends them to `out`.
-    pub async fn wait_closed(&mut self, out: &mut Vec<Flow>) -> std::io::Result<()> {
+impl FlowSource for KernelFlows {
+    async fn wait_closed(&mut self, out: &mut Vec<Flow>) -> std::io::Result<()> {
         let mut guard = self.closed.readable_mut().await?;
         read_ring(guard.get_inner_mut(), out);
         guard.clear_ready();
         Ok(())
     }
 
-    /// Appends any close records already in the ring to `out`, without waiting.
-    pub fn poll_closed(&mut self, out: &mut Vec<Flow>) {
+    fn poll_closed(&mut self, out: &mut Vec<Flow>) {
         read_ring(self.closed.get_mut(), out);
     }
 
     /// Walks the live-flow map. Entries that vanish during the walk are skipped.
-    pub fn live(&self) -> Vec<Flow> {
+    fn live(&self) -> Vec<Flow> {
         self.flows
             .iter()
             .filter_map(Result::ok)
@@ -112,7 +149,7 @@ impl KernelFlows {
             .collect()
     }
 
-    pub fn stats(&self) -> KernelStats {
+    fn stats(&self) -> KernelStats {
         let mut counters = StdHashMap::new();
         for stat in Stat::ALL {
             let sum = self
@@ -128,7 +165,7 @@ impl KernelFlows {
     /// Run statistics of the attached programs: none unless the kernel
     /// keeps them (`-task-flow-program-stats`, or the sysctl
     /// `kernel.bpf_stats_enabled=1`), so that no zero reads as "never ran".
-    pub fn program_stats(&self) -> Vec<ProgramStats> {
+    fn program_stats(&self) -> Vec<ProgramStats> {
         let mut out: Vec<ProgramStats> = self
             .ebpf
             .programs()
@@ -146,6 +183,10 @@ impl KernelFlows {
         }
         out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    fn capacity(&self) -> u32 {
+        self.capacity
     }
 }
 

@@ -378,7 +378,8 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         let missing = read_file(path.clone(), 100).expect_err("missing");
         assert!(
-            crate::error_chain(&missing).starts_with(&format!("cannot read {}: ", path.display())),
+            planet_cli::errors::chain(&missing)
+                .starts_with(&format!("cannot read {}: ", path.display())),
             "{missing}"
         );
         let dir = read_file(std::env::temp_dir(), 100).expect_err("directory");

@@ -3,8 +3,8 @@
 //! refreshed periodically.
 //!
 //! Pipeline: [`fetch`] (bytes, bounded) → [`parse`] (hosts, pure) →
-//! [`Inventory::with_localhost`] (lookup structure, pure) → [`InventoryTask`]
-//! (publishes into the [`Store`](crate::snapshot::Store), keeping the last
+//! [`Inventory::with_localhost`] (lookup structure, pure) →
+//! [`InventoryCollector`] (reports it to the model, which keeps the last
 //! good inventory on any failure).
 //!
 //! # Formats
@@ -66,21 +66,22 @@
 //! - Exact keys were raw strings, so they only matched Go's textual form of
 //!   an address.
 
+mod collector;
 mod fetch;
 mod lookup;
 mod parse;
-mod task;
 
 use std::time::SystemTime;
 
+pub use collector::{
+    DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, InventoryCollector, InventoryConfig, MIN_REFRESH,
+    RefreshError, TASK_NAME,
+};
 pub use fetch::{AddressError, FetchError, Source, fetch};
 pub use lookup::{Inventory, LOCALHOST};
 #[doc(hidden)]
 pub use lookup::{probe_addresses, reference_lookup};
 pub use parse::{Format, ParseError, Parsed, UnknownFormat, parse};
-pub use task::{
-    DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, InventoryConfig, InventoryTask, RefreshError, TASK_NAME,
-};
 
 /// One inventory entry as the fleet's inventory service lists it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -425,7 +425,7 @@ mod tests {
 
     fn ok(format: Format, body: &str) -> Parsed {
         parse(format, body.as_bytes())
-            .unwrap_or_else(|err| panic!("{format} {body:?}: {}", crate::error_chain(&err)))
+            .unwrap_or_else(|err| panic!("{format} {body:?}: {}", planet_cli::errors::chain(&err)))
     }
 
     fn hosts(format: Format, body: &str) -> Vec<Host> {
@@ -674,7 +674,7 @@ mod tests {
             );
         }
         assert_eq!(
-            crate::error_chain(&parse(Format::ArrayJson, b"{}").expect_err("object")),
+            planet_cli::errors::chain(&parse(Format::ArrayJson, b"{}").expect_err("object")),
             "invalid arrayjson body: invalid type: map, expected a JSON array of host objects or null at line 1 column 2"
         );
         // Bytes that are not UTF-8 inside a string.

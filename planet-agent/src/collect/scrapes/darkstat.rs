@@ -263,7 +263,7 @@ fn decode_entities(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traffic_sources::exposition::parse;
+    use crate::collect::scrapes::exposition::parse;
 
     fn peer(ip: &str, direction: Direction, bytes: f64) -> PeerBytes {
         PeerBytes {

@@ -73,7 +73,7 @@ pub fn from_exposition(exp: &Exposition) -> Result<(Vec<PeerBytes>, usize), Ebpf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traffic_sources::exposition::parse;
+    use crate::collect::scrapes::exposition::parse;
 
     fn peer(ip: &str, direction: Direction, bytes: f64) -> PeerBytes {
         PeerBytes {
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn shipped_config_declares_every_family_read() {
-        let config = include_str!("../../../setup/ebpf-exporter/tcptop.yaml");
+        let config = include_str!("../../../../setup/ebpf-exporter/tcptop.yaml");
         for (family, _) in FAMILIES {
             let name = family.strip_prefix(PREFIX).expect("prefixed");
             assert!(

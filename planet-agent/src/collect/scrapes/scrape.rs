@@ -1,6 +1,6 @@
 //! The HTTP side of the darkstat and ebpf_exporter tasks: one GET within a
 //! time limit (connect to last byte) and a size limit, 2xx only, through
-//! the inventory's bounded [`fetch`](crate::inventory::fetch).
+//! the inventory's bounded [`fetch`](crate::collect::inventory::fetch).
 //!
 //! Unlike planet-exporter's client (spec §4.5) it has an overall timeout,
 //! verifies TLS, asks for the text format, and ignores proxy variables (the
@@ -12,7 +12,7 @@ use reqwest::{StatusCode, Url, header};
 use thiserror::Error;
 
 use super::exposition::{self, Exposition, ExpositionError};
-use crate::inventory::{FetchError, Source, fetch};
+use crate::collect::inventory::{FetchError, Source, fetch};
 
 /// Default of `-task-scrape-timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -35,7 +35,7 @@ use planet_common::{
 use thiserror::Error;
 
 use super::owners::{Owner, parse_comm};
-use crate::ebpf::layout::KernelBtf;
+use crate::collect::ebpf::layout::KernelBtf;
 
 /// The iterator object built by `build.rs` (empty with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/planet-sockets"));
@@ -172,7 +172,7 @@ impl SocketIter {
                 .ok_or_else(|| IterError::NoBtf(kernel_btf.to_owned()))?;
             measure(&btf)?
         };
-        crate::ebpf::raise_memlock_limit();
+        crate::collect::ebpf::raise_memlock_limit();
         // The program reads only offsets measured above: no CO-RE
         // relocation needs the kernel's BTF.
         let mut ebpf = EbpfLoader::new()
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn measures_this_kernels_layout_when_it_has_btf() {
-        let path = Path::new(crate::ebpf::layout::KERNEL_BTF_PATH);
+        let path = Path::new(crate::collect::ebpf::layout::KERNEL_BTF_PATH);
         let Some(btf) = KernelBtf::open(path) else {
             assert!(!path.exists(), "BTF present but unreadable");
             eprintln!("no BTF on this kernel: the socket table uses the /proc walk");

@@ -1,4 +1,4 @@
-//! The socket table task (planet-exporter's `socketstat`): every TCP socket
+//! The socket table (planet-exporter's `socketstat` task): every TCP socket
 //! of this network namespace, IPv4 and IPv6, with its owning process.
 //!
 //! Sockets come from netlink `sock_diag` ([`diag`]); their owners from an
@@ -7,17 +7,17 @@
 //! is attributed ([`owners`]). [`source`] picks one. The choice is measured
 //! against `ss -tanp` in `BENCHMARKS.md`.
 
+mod collector;
 pub mod diag;
 pub mod iter;
 pub mod owners;
 pub mod source;
-mod task;
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
+pub use collector::{SocketTableCollector, TASK_NAME};
 pub use owners::OwnerCache;
 pub use source::{OwnerMethod, OwnerRequest, OwnerSource};
-pub use task::{SocketTableTask, TASK_NAME};
 
 /// TCP states as the kernel numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -91,7 +91,7 @@ impl OwnerSource {
             Err(err) => {
                 tracing::warn!(
                     method = %OwnerMethod::ProcWalk,
-                    reason = %crate::error_chain(&err),
+                    reason = %planet_cli::errors::chain(&err),
                     "eBPF socket iterator unavailable; socket owners come from the /proc/<pid>/fd walk"
                 );
                 Self::proc_walk()
@@ -128,7 +128,7 @@ impl OwnerSource {
                 Err(err) => {
                     tracing::warn!(
                         method = %OwnerMethod::ProcWalk,
-                        reason = %crate::error_chain(&err),
+                        reason = %planet_cli::errors::chain(&err),
                         "eBPF socket iterator failed; socket owners come from the /proc/<pid>/fd walk from now on"
                     );
                     *self = Self::proc_walk();
@@ -163,7 +163,7 @@ mod tests {
     fn a_forced_walk_never_loads_the_iterator() {
         let source = OwnerSource::for_request(
             OwnerRequest::Only(OwnerMethod::ProcWalk),
-            Path::new(crate::ebpf::layout::KERNEL_BTF_PATH),
+            Path::new(crate::collect::ebpf::layout::KERNEL_BTF_PATH),
         );
         assert_eq!(source.method(), OwnerMethod::ProcWalk);
     }

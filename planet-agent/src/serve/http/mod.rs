@@ -1,5 +1,5 @@
 //! The HTTP surface: `/metrics`, and the dependency page with its JSON API
-//! ([`crate::web`]).
+//! ([`crate::serve::web`]).
 
 use std::{
     future::Future,
@@ -17,9 +17,9 @@ use axum::{
 use tokio::net::TcpListener;
 
 use crate::{
-    metrics::Exporter,
-    snapshot::Store,
-    web_config::{TlsListener, WebConfig},
+    model::snapshot::Store,
+    serve::metrics::Exporter,
+    serve::web_config::{TlsListener, WebConfig},
 };
 
 mod accept_encoding;
@@ -72,7 +72,7 @@ pub fn app(exporter: Exporter, store: Arc<Store>) -> Router {
             store: store.clone(),
             cache: StdMutex::new(Cache::default()),
         }))
-        .merge(crate::web::router(store))
+        .merge(crate::serve::web::router(store))
 }
 
 /// Why a render failed.

@@ -9,7 +9,7 @@ use super::{
     family::{Family, Spec, single},
     flows::{DOWNSTREAM_BYTES, TRAFFIC, UPSTREAM_BYTES},
 };
-use crate::snapshot::{ProbeState, Snapshot};
+use crate::{collect::ProbeState, model::Snapshot};
 
 pub const TASK_SUCCESS: Spec = Spec::gauge(
     "planet_task_last_run_success",

@@ -5,7 +5,7 @@ use super::{
     Sink,
     family::{Family, Spec},
 };
-use crate::snapshot::Snapshot;
+use crate::model::snapshot::Snapshot;
 
 const DEPENDENCY_LABELS: &[&str] = &[
     "local_hostgroup",
@@ -80,7 +80,7 @@ pub fn render(snapshot: &Snapshot, out: &mut dyn Sink) {
 }
 
 /// The inventory entry of this host's own address.
-fn local_host(snapshot: &Snapshot) -> Option<&crate::inventory::Host> {
+fn local_host(snapshot: &Snapshot) -> Option<&crate::collect::inventory::Host> {
     snapshot.inventory.lookup(snapshot.local_ip?)
 }
 

@@ -8,10 +8,11 @@ use super::{
     family::{Family, Spec, single},
 };
 use crate::{
-    cardinality::OTHER,
-    dependencies::{Dependency, name},
-    flow::Counts,
-    snapshot::{ProbeState, Snapshot},
+    collect::ProbeState,
+    collect::flows::Counts,
+    model::Snapshot,
+    model::cardinality::OTHER,
+    model::dependencies::{Dependency, name},
 };
 
 /// Labels of `planet_upstream` plus `direction`.

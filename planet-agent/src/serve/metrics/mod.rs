@@ -25,7 +25,7 @@ use prometheus::{
     proto::MetricFamily,
 };
 
-use crate::snapshot::{Snapshot, Store};
+use crate::model::snapshot::{Snapshot, Store};
 
 pub use dependencies::hostname;
 pub use family::Family;
@@ -246,10 +246,10 @@ pub fn render_into(snapshot: &Snapshot, out: &mut dyn Sink) {
 
     let started = Instant::now();
     dependencies::render(snapshot, out);
-    let source = crate::traffic_sources::select(snapshot, SystemTime::now());
+    let source = crate::model::traffic_source::select(snapshot, SystemTime::now());
     flows::render(
         snapshot,
-        source == crate::traffic_sources::Source::Flow,
+        source == crate::model::traffic_source::Source::Flow,
         out,
     );
     traffic_sources::render(snapshot, source, out);

@@ -4,12 +4,14 @@ use prometheus::{Encoder, Registry, TextEncoder, proto::MetricFamily};
 
 use super::Exporter;
 use crate::{
-    dependencies::{Dependencies, Dependency, ServerProcess},
-    ebpf::ProbeMode,
-    flow::{Counts, Direction, Edge, EdgeKey, SeriesReport},
-    inventory::{Host, Inventory, InventoryStatus},
-    snapshot::{FlowReport, ProbeState, Store},
-    socket_table::OwnerMethod,
+    collect::ebpf::ProbeMode,
+    collect::inventory::{Host, Inventory, InventoryStatus},
+    collect::socket_table::OwnerMethod,
+    collect::{ProbeState, flows::Counts},
+    model::dependencies::{Dependencies, Dependency, ServerProcess},
+    model::ledger::{Direction, Edge, EdgeKey},
+    model::series::SeriesReport,
+    model::snapshot::{FlowReport, Store},
 };
 
 fn registry(store: Arc<Store>) -> Result<Registry, prometheus::Error> {
@@ -250,8 +252,8 @@ fn dependency_families_match_planet_exporter() {
 
 #[test]
 fn folded_series_render_as_other_with_their_bytes() {
-    use crate::cardinality::{Budget, FoldStatus};
-    use crate::flow::FlowSeries;
+    use crate::model::cardinality::{Budget, FoldStatus};
+    use crate::model::series::FlowSeries;
     let store = Arc::new(Store::new());
     let mut series = FlowSeries::default();
     let now = std::time::Instant::now();
@@ -280,8 +282,8 @@ fn folded_series_render_as_other_with_their_bytes() {
             ..Default::default()
         });
         // The flow task feeds planet_traffic_bytes_total while attached.
-        s.probe = crate::snapshot::ProbeState::Attached {
-            mode: crate::ebpf::ProbeMode::Tracepoint,
+        s.probe = crate::collect::ProbeState::Attached {
+            mode: crate::collect::ebpf::ProbeMode::Tracepoint,
             rejected: vec![],
         };
     });

@@ -16,8 +16,9 @@ use super::{
     flows::TRAFFIC,
 };
 use crate::{
-    snapshot::Snapshot,
-    traffic_sources::{DARKSTAT_TASK, EBPF_TASK, ExternalReport, PeerBytes, Source},
+    collect::scrapes::{ExternalReport, PeerBytes, ScrapeKind},
+    model::snapshot::Snapshot,
+    model::traffic_source::Source,
 };
 
 pub const EBPF_TRAFFIC: Spec = Spec::counter(
@@ -84,7 +85,10 @@ pub fn render(snapshot: &Snapshot, source: Source, out: &mut dyn Sink) {
     let mut errors = Family::new(&SCRAPE_ERRORS);
     let mut last_success = Family::new(&SCRAPE_LAST_SUCCESS);
     let mut format = Family::new(&DARKSTAT_FORMAT);
-    for (task, report) in [(DARKSTAT_TASK, &ext.darkstat), (EBPF_TASK, &ext.ebpf)] {
+    for (task, report) in [
+        (ScrapeKind::Darkstat.task(), &ext.darkstat),
+        (ScrapeKind::EbpfExporter.task(), &ext.ebpf),
+    ] {
         let Some(report) = report else { continue };
         task_health(task, report, &mut errors, &mut last_success);
         if let Some(f) = report.darkstat_format {
@@ -155,10 +159,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        inventory::{Host, Inventory},
-        metrics::render as render_all,
-        snapshot::ProbeState,
-        traffic_sources::{Direction, ExternalTraffic, darkstat::Format},
+        collect::ProbeState,
+        collect::inventory::{Host, Inventory},
+        collect::scrapes::{Direction, darkstat::Format},
+        model::traffic_source::ExternalTraffic,
+        serve::metrics::render as render_all,
     };
 
     fn peer(ip: &str, direction: Direction, bytes: f64) -> PeerBytes {
@@ -231,7 +236,7 @@ mod tests {
     /// drain brings the flow task back.
     #[test]
     fn a_failing_flow_task_hands_over_to_darkstat_and_back() {
-        let store = crate::snapshot::Store::new();
+        let store = crate::model::snapshot::Store::new();
         store.update(|s| {
             s.external = Arc::new(ExternalTraffic {
                 flow_enabled: true,
@@ -240,11 +245,11 @@ mod tests {
                 ebpf: None,
             });
             s.probe = ProbeState::Attached {
-                mode: crate::ebpf::ProbeMode::Tracepoint,
+                mode: crate::collect::ebpf::ProbeMode::Tracepoint,
                 rejected: vec![],
             };
         });
-        let source = |store: &crate::snapshot::Store| {
+        let source = |store: &crate::model::snapshot::Store| {
             let out = text(&store.load());
             let darkstat_series = out.contains(r#"remote_ip="10.0.0.9""#);
             let selected = Source::ALL
@@ -258,7 +263,7 @@ mod tests {
                 .collect::<Vec<_>>();
             (selected, darkstat_series)
         };
-        let flow_task = crate::flow::TASK_NAME;
+        let flow_task = crate::collect::flows::TASK_NAME;
         store.task_ran(flow_task, true, Duration::from_millis(1));
         assert_eq!(source(&store), (vec![Source::Flow], false));
         store.task_ran(flow_task, false, Duration::ZERO);
@@ -271,7 +276,7 @@ mod tests {
     fn flow_keeps_the_traffic_family_and_darkstat_is_not_shown() {
         let snapshot = Snapshot {
             probe: ProbeState::Attached {
-                mode: crate::ebpf::ProbeMode::Tracepoint,
+                mode: crate::collect::ebpf::ProbeMode::Tracepoint,
                 rejected: vec![],
             },
             external: Arc::new(ExternalTraffic {

@@ -4,7 +4,7 @@
 //!   static HTML shell.
 //! - `/assets/app.js`, `/assets/style.css`: hand-written vanilla JS and
 //!   CSS that draw the page (inline SVG plus tables) from the API.
-//! - `/api/v1/dependencies`: the snapshot as JSON ([`crate::api`]).
+//! - `/api/v1/dependencies`: the snapshot as JSON ([`crate::serve::api`]).
 //!
 //! Every asset is compiled into the binary, so the page works offline.
 //! Assets are revalidated on each load (`no-cache` plus an `ETag` of
@@ -21,7 +21,7 @@ use axum::{
     routing::get,
 };
 
-use crate::{api, metrics::hostname, snapshot::Store};
+use crate::{model::snapshot::Store, serve::api, serve::metrics::hostname};
 
 /// An asset compiled into the binary.
 pub struct Asset {

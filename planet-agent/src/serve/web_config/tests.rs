@@ -244,7 +244,7 @@ async fn serve(config: WebConfig) -> (SocketAddr, tokio_util::sync::Cancellation
     let router = axum::Router::new().route("/metrics", axum::routing::get(|| async { "metrics" }));
     let cancelled = stop.clone();
     tokio::spawn(async move {
-        crate::http::serve(listener, router, &config, async move {
+        crate::serve::http::serve(listener, router, &config, async move {
             cancelled.cancelled().await;
         })
         .await

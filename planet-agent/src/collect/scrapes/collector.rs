@@ -1,23 +1,22 @@
-//! The darkstat and ebpf_exporter task loops: scrape every interval,
-//! publish the numbers on success, keep the last good ones on failure and
+//! The darkstat and ebpf_exporter collectors: scrape every interval,
+//! report the numbers on success, keep the last good ones on failure and
 //! count the failure by reason.
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime},
+    time::{Instant, SystemTime},
 };
 
+use planet_cli::{errors, periodic::Periodic};
 use reqwest::{StatusCode, Url};
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::CancellationToken;
 
 use super::{
-    DARKSTAT_TASK, EBPF_TASK, ExternalReport, ExternalTraffic, PeerBytes,
+    ExternalReport, PeerBytes, ScrapeKind,
     darkstat::{self, Format},
     ebpf_exporter,
     scrape::{ScrapeClient, ScrapeError, parse_url, shown},
 };
-use crate::{error_chain, snapshot::Store};
+use crate::collect::{Input, Report, Reports, Run};
 
 /// One scrape's numbers.
 pub struct Scraped {
@@ -28,8 +27,10 @@ pub struct Scraped {
 
 /// What a task scrapes.
 pub trait ScrapeSource: Send {
+    /// Which source this is.
+    const KIND: ScrapeKind;
     /// The task's name in self-metrics and logs.
-    const NAME: &'static str;
+    const NAME: &'static str = Self::KIND.task();
 
     fn scrape(
         &mut self,
@@ -43,9 +44,6 @@ pub trait ScrapeSource: Send {
     fn format(&self) -> Option<Format> {
         None
     }
-
-    /// Where the report goes in the snapshot.
-    fn slot(external: &mut ExternalTraffic) -> &mut Option<ExternalReport>;
 }
 
 /// darkstat: `/metrics` when it has one, else `/hosts/?full=yes`.
@@ -87,7 +85,7 @@ pub fn darkstat_urls(addr: &Url) -> (Url, Url) {
 }
 
 impl ScrapeSource for DarkstatSource {
-    const NAME: &'static str = DARKSTAT_TASK;
+    const KIND: ScrapeKind = ScrapeKind::Darkstat;
 
     async fn scrape(&mut self, client: &ScrapeClient) -> Result<Scraped, ScrapeError> {
         let url = parse_url(Self::NAME, &self.addr)?;
@@ -123,10 +121,6 @@ impl ScrapeSource for DarkstatSource {
 
     fn format(&self) -> Option<Format> {
         self.format
-    }
-
-    fn slot(external: &mut ExternalTraffic) -> &mut Option<ExternalReport> {
-        &mut external.darkstat
     }
 }
 
@@ -171,7 +165,7 @@ impl EbpfExporterSource {
 }
 
 impl ScrapeSource for EbpfExporterSource {
-    const NAME: &'static str = EBPF_TASK;
+    const KIND: ScrapeKind = ScrapeKind::EbpfExporter;
 
     async fn scrape(&mut self, client: &ScrapeClient) -> Result<Scraped, ScrapeError> {
         let url = parse_url(Self::NAME, &self.addr)?;
@@ -184,61 +178,36 @@ impl ScrapeSource for EbpfExporterSource {
     fn shown_addr(&self) -> String {
         shown_addr(Self::NAME, &self.addr)
     }
-
-    fn slot(external: &mut ExternalTraffic) -> &mut Option<ExternalReport> {
-        &mut external.ebpf
-    }
 }
 
-/// Runs one [`ScrapeSource`] every interval.
-pub struct ScrapeTask<S> {
+/// Scrapes one [`ScrapeSource`] per run.
+pub struct ScrapeCollector<S> {
     source: S,
     client: ScrapeClient,
-    interval: Duration,
     report: ExternalReport,
     /// Reason of the previous failure; a repeat is logged at debug level.
     failing: Option<&'static str>,
+    reports: Reports,
 }
 
-impl<S: ScrapeSource> ScrapeTask<S> {
-    pub fn new(source: S, client: ScrapeClient, interval: Duration) -> Self {
+impl<S: ScrapeSource> ScrapeCollector<S> {
+    pub fn new(source: S, client: ScrapeClient, reports: Reports) -> Self {
+        tracing::info!(
+            task = S::NAME,
+            addr = %source.shown_addr(),
+            "task started"
+        );
         Self {
             source,
             client,
-            interval,
             report: ExternalReport::default(),
             failing: None,
+            reports,
         }
     }
 
-    /// Scrapes now, then every interval, until `shutdown`.
-    pub async fn run(mut self, store: Arc<Store>, shutdown: CancellationToken) {
-        tracing::info!(
-            task = S::NAME,
-            addr = %self.source.shown_addr(),
-            interval = ?self.interval,
-            "task started"
-        );
-        let report = self.report.clone();
-        store.update(|s| *S::slot(Arc::make_mut(&mut s.external)) = Some(report.clone()));
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                () = self.run_once(&store) => {}
-            }
-        }
-    }
-
-    /// One scrape, published with its outcome.
-    pub async fn run_once(&mut self, store: &Store) {
+    /// One scrape and its outcome.
+    pub async fn scrape_once(&mut self) -> Report {
         let started = Instant::now();
         let result = self.source.scrape(&self.client).await;
         let elapsed = started.elapsed();
@@ -262,7 +231,7 @@ impl<S: ScrapeSource> ScrapeTask<S> {
             Err(err) => {
                 let reason = err.reason();
                 *self.report.errors.entry(reason).or_default() += 1;
-                let error = error_chain(&err);
+                let error = errors::chain(&err);
                 if self.failing.replace(reason) == Some(reason) {
                     tracing::debug!(task = S::NAME, reason, %error, "scrape failed again");
                 } else {
@@ -276,10 +245,25 @@ impl<S: ScrapeSource> ScrapeTask<S> {
                 }
             }
         }
-        let report = self.report.clone();
-        store.publish(S::NAME, success, elapsed, |s| {
-            *S::slot(Arc::make_mut(&mut s.external)) = Some(report.clone());
-        });
+        let input = Input::External {
+            kind: S::KIND,
+            report: self.report.clone(),
+        };
+        Report::ran(
+            S::NAME,
+            Run {
+                success,
+                duration: elapsed,
+            },
+            Some(input),
+        )
+    }
+}
+
+impl<S: ScrapeSource> Periodic for ScrapeCollector<S> {
+    async fn run(&mut self) {
+        let report = self.scrape_once().await;
+        self.reports.send(report).await;
     }
 }
 

@@ -1,20 +1,20 @@
-//! The inventory task: fetch at start, then every refresh interval. Publish
-//! on success; keep the last good inventory on any failure.
+//! The inventory collector: fetch at start, then every refresh interval.
+//! A new inventory on success; on any failure the model keeps the last
+//! good one.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
+use planet_cli::{errors, periodic::Periodic};
 use thiserror::Error;
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::CancellationToken;
 
 use super::{
     AddressError, FetchError, Format, Inventory, InventoryStatus, ParseError, Source, fetch,
     fetch::http_client, parse,
 };
-use crate::{error_chain, snapshot::Store};
+use crate::collect::{Input, Report, Reports, Run};
 
 /// Name of this task in self-metrics.
 pub const TASK_NAME: &str = "inventory";
@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 
 /// Shortest refresh interval the task accepts; shorter values are raised
 /// to it (a zero interval would spin).
-const MIN_REFRESH: Duration = Duration::from_millis(10);
+pub const MIN_REFRESH: Duration = Duration::from_millis(10);
 
 /// How the inventory task fetches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,77 +77,54 @@ pub enum RefreshError {
     },
 }
 
-/// Fetches the inventory periodically and publishes it into the store.
+/// Fetches the inventory periodically and reports it to the model.
 #[derive(Debug)]
-pub struct InventoryTask {
+pub struct InventoryCollector {
     config: InventoryConfig,
     /// Built on first use, then reused.
     client: Option<reqwest::Client>,
     status: InventoryStatus,
+    reports: Reports,
 }
 
-impl InventoryTask {
-    /// A task that has not run yet. An unusable address is reported by
-    /// every refresh, not here.
-    pub fn new(config: InventoryConfig) -> Self {
+impl InventoryCollector {
+    /// A collector that has not run yet. An unusable address is reported
+    /// by every refresh, not here.
+    pub fn new(config: InventoryConfig, reports: Reports) -> Self {
+        let shown = Source::parse(&config.addr)
+            .map_or_else(|_| format!("{:?}", config.addr), |s| s.to_string());
+        tracing::info!(
+            source = %shown,
+            format = %config.format,
+            refresh = ?config.refresh.max(MIN_REFRESH),
+            "inventory task started"
+        );
         Self {
             config,
             client: None,
             status: InventoryStatus::default(),
+            reports,
         }
     }
 
-    /// Refreshes now, then every `refresh`, until `shutdown`. A refresh in
-    /// progress is abandoned on shutdown.
-    pub async fn run(mut self, store: Arc<Store>, shutdown: CancellationToken) {
-        let refresh = self.config.refresh.max(MIN_REFRESH);
-        let shown = Source::parse(&self.config.addr)
-            .map_or_else(|_| format!("{:?}", self.config.addr), |s| s.to_string());
-        tracing::info!(
-            source = %shown,
-            format = %self.config.format,
-            ?refresh,
-            "inventory task started"
-        );
-        let status = self.status.clone();
-        store.update(|s| s.inventory_status = Some(status.clone()));
-        let mut ticker = tokio::time::interval(refresh);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                // The outcome is logged and published by `refresh_once`.
-                _ = self.refresh_once(&store) => {}
-            }
-        }
+    /// How often to refresh.
+    pub fn refresh(&self) -> Duration {
+        self.config.refresh.max(MIN_REFRESH)
     }
 
-    /// One refresh: fetch, parse, build, publish. On success the new
-    /// inventory replaces the old one wholesale and its entry count is
-    /// returned. On failure the old inventory stays, the status counts the
-    /// failure, and one error line is logged.
-    pub async fn refresh_once(&mut self, store: &Store) -> Result<usize, RefreshError> {
+    /// One refresh: fetch, parse, build. On success the new inventory
+    /// replaces the old one wholesale and its entry count is returned. On
+    /// failure the old inventory stays, the status counts the failure, and
+    /// one error line is logged. The report says the same to the model.
+    pub async fn refresh_once(&mut self) -> (Report, Result<usize, RefreshError>) {
         let started = Instant::now();
         let outcome = self.load().await;
-        let elapsed = started.elapsed();
-        match outcome {
+        let (inventory, result) = match outcome {
             Ok(inventory) => {
                 let (entries, skipped) = (inventory.len(), inventory.skipped());
                 self.status.entries = entries;
                 self.status.last_success = Some(SystemTime::now());
                 self.status.last_error = None;
-                let (inventory, status) = (Arc::new(inventory), self.status.clone());
-                store.update(|s| {
-                    s.inventory = inventory.clone();
-                    s.inventory_status = Some(status.clone());
-                });
-                store.task_ran(TASK_NAME, true, elapsed);
                 if skipped > 0 {
                     tracing::warn!(
                         skipped,
@@ -155,25 +132,28 @@ impl InventoryTask {
                          no domain and no hostgroup, or invalid CIDR (details at debug level)"
                     );
                 }
-                tracing::info!(entries, skipped, ?elapsed, "inventory loaded");
-                Ok(entries)
+                tracing::info!(entries, skipped, elapsed = ?started.elapsed(), "inventory loaded");
+                (Some(Arc::new(inventory)), Ok(entries))
             }
             Err(err) => {
-                let reason = error_chain(&err);
+                let reason = errors::chain(&err);
                 self.status.failures += 1;
                 self.status.last_error = Some(reason.clone());
-                let status = self.status.clone();
-                store.update(|s| s.inventory_status = Some(status.clone()));
-                store.task_ran(TASK_NAME, false, elapsed);
                 tracing::error!(
                     error = %reason,
                     failures = self.status.failures,
                     kept_entries = self.status.entries,
                     "inventory refresh failed; keeping the last good inventory"
                 );
-                Err(err)
+                (None, Err(err))
             }
-        }
+        };
+        let run = Run::since(started, result.is_ok());
+        let input = Input::Inventory {
+            inventory,
+            status: self.status.clone(),
+        };
+        (Report::ran(TASK_NAME, run, Some(input)), result)
     }
 
     /// The new inventory, with the localhost entry.
@@ -201,6 +181,13 @@ impl InventoryTask {
     }
 }
 
+impl Periodic for InventoryCollector {
+    async fn run(&mut self) {
+        let (report, _) = self.refresh_once().await;
+        self.reports.send(report).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{
@@ -217,8 +204,15 @@ mod tests {
         net::{TcpListener, TcpStream},
     };
 
+    use planet_cli::periodic;
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
-    use crate::inventory::{Host, LOCALHOST};
+    use crate::collect::inventory::{Host, LOCALHOST};
+    use crate::model::{
+        self, Store,
+        testing::{self, Pipeline},
+    };
 
     /// What the test server answers.
     #[derive(Clone, Debug)]
@@ -383,6 +377,43 @@ mod tests {
             .map(|h| format!("{}|{}", h.domain, h.hostgroup))
     }
 
+    fn pipeline() -> Pipeline {
+        Pipeline::new(model::Config {
+            inventory_enabled: true,
+            ..model::Config::default()
+        })
+    }
+
+    /// A collector whose reports are applied by hand (see [`refresh`]).
+    fn collector(config: InventoryConfig) -> InventoryCollector {
+        InventoryCollector::new(config, crate::collect::Reports::channel().0)
+    }
+
+    /// One refresh, applied to `store`.
+    async fn refresh(
+        task: &mut InventoryCollector,
+        store: &mut Pipeline,
+    ) -> Result<usize, RefreshError> {
+        let (report, result) = task.refresh_once().await;
+        store.apply(report);
+        result
+    }
+
+    /// A collector reporting to a running model, in the periodic loop.
+    fn spawn(
+        config: InventoryConfig,
+        shutdown: &CancellationToken,
+    ) -> (Arc<Store>, tokio::task::JoinHandle<()>) {
+        let (reports, store) = testing::spawn(model::Config {
+            inventory_enabled: true,
+            ..model::Config::default()
+        });
+        let task = InventoryCollector::new(config, reports);
+        let refresh = task.refresh();
+        let handle = tokio::spawn(periodic::run(task, refresh, shutdown.clone()));
+        (store, handle)
+    }
+
     fn config(addr: String, format: Format) -> InventoryConfig {
         InventoryConfig {
             timeout: Duration::from_secs(2),
@@ -420,15 +451,15 @@ mod tests {
     #[tokio::test]
     async fn refresh_keeps_last_good_inventory() {
         let server = Server::start(Reply::Ok(good_body(FIRST))).await;
-        let store = Store::new();
-        let mut task = InventoryTask::new(config(server.url("/inventory"), Format::ArrayJson));
+        let mut store = pipeline();
+        let mut task = collector(config(server.url("/inventory"), Format::ArrayJson));
 
         assert_eq!(
             domain_of(&store, "10.0.1.2"),
             None,
             "empty before the first fetch"
         );
-        assert_eq!(task.refresh_once(&store).await.expect("good"), 4);
+        assert_eq!(refresh(&mut task, &mut store).await.expect("good"), 4);
         assert_first_in_place(&store);
         let loaded = status(&store);
         assert_eq!((loaded.entries, loaded.failures), (4, 0));
@@ -496,8 +527,8 @@ mod tests {
         for (i, (name, reply, reason)) in bad.into_iter().enumerate() {
             server.set(reply);
             let started = Instant::now();
-            let err = task.refresh_once(&store).await.expect_err(name);
-            let chain = error_chain(&err);
+            let err = refresh(&mut task, &mut store).await.expect_err(name);
+            let chain = errors::chain(&err);
             assert!(chain.contains(reason), "{name}: {chain}");
             assert!(
                 started.elapsed() < Duration::from_secs(5),
@@ -516,7 +547,7 @@ mod tests {
         }
 
         server.set(Reply::Ok(good_body(SECOND)));
-        assert_eq!(task.refresh_once(&store).await.expect("good again"), 3);
+        assert_eq!(refresh(&mut task, &mut store).await.expect("good again"), 3);
         assert_eq!(
             domain_of(&store, "10.0.1.2").as_deref(),
             Some("xyz2.service.consul|xyz2")
@@ -543,9 +574,9 @@ mod tests {
     async fn follows_redirects_and_reads_ndjson() {
         let body = "{\"ip_address\":\"10.0.0.1\",\"domain\":\"a\",\"hostgroup\":\"g\"}\n{\"ip_address\":\"10.0.0.2\",\"hostgroup\":\"h\"}\n{\"port\":1}\n";
         let server = Server::start(Reply::Ok(body.into())).await;
-        let store = Store::new();
-        let mut task = InventoryTask::new(config(server.url("/hop/10/inv"), Format::NdJson));
-        assert_eq!(task.refresh_once(&store).await.expect("ndjson"), 3);
+        let mut store = pipeline();
+        let mut task = collector(config(server.url("/hop/10/inv"), Format::NdJson));
+        assert_eq!(refresh(&mut task, &mut store).await.expect("ndjson"), 3);
         assert_eq!(
             server.requests.load(Ordering::SeqCst),
             11,
@@ -562,21 +593,23 @@ mod tests {
         server.set(Reply::Ok(
             "{\"ip_address\":\"10.0.0.9\",\"domain\":\"z\"}\n<html>".into(),
         ));
-        let err = task.refresh_once(&store).await.expect_err("syntax");
+        let err = refresh(&mut task, &mut store).await.expect_err("syntax");
         assert!(
-            error_chain(&err).contains("invalid ndjson body after 1 values"),
+            errors::chain(&err).contains("invalid ndjson body after 1 values"),
             "{err}"
         );
         assert_eq!(domain_of(&store, "10.0.0.9"), None);
         assert_eq!(domain_of(&store, "10.0.0.1").as_deref(), Some("a|g"));
 
         let requests = server.requests.load(Ordering::SeqCst);
-        let mut far = InventoryTask::new(config(server.url("/hop/11/inv"), Format::NdJson));
-        let err = far.refresh_once(&store).await.expect_err("11 redirects");
+        let mut far = collector(config(server.url("/hop/11/inv"), Format::NdJson));
+        let err = refresh(&mut far, &mut store)
+            .await
+            .expect_err("11 redirects");
         assert!(
-            error_chain(&err).contains("redirect"),
+            errors::chain(&err).contains("redirect"),
             "{}",
-            error_chain(&err)
+            errors::chain(&err)
         );
         // The first request and 10 redirects; the 11th is not followed.
         assert_eq!(server.requests.load(Ordering::SeqCst) - requests, 11);
@@ -585,7 +618,7 @@ mod tests {
 
     #[tokio::test]
     async fn unusable_addresses_fail_every_run() {
-        let store = Store::new();
+        let mut store = pipeline();
         for (addr, reason) in [
             ("", "inventory address is empty"),
             ("inventory.json", "unsupported inventory address"),
@@ -599,13 +632,13 @@ mod tests {
                 "cannot read /nonexistent/planet/inventory.json",
             ),
         ] {
-            let mut task = InventoryTask::new(config(addr.into(), Format::ArrayJson));
+            let mut task = collector(config(addr.into(), Format::ArrayJson));
             for run in 1..=2 {
-                let err = task.refresh_once(&store).await.expect_err(addr);
+                let err = refresh(&mut task, &mut store).await.expect_err(addr);
                 assert!(
-                    error_chain(&err).contains(reason),
+                    errors::chain(&err).contains(reason),
                     "{addr}: {}",
-                    error_chain(&err)
+                    errors::chain(&err)
                 );
                 assert_eq!(status(&store).failures, run);
             }
@@ -627,27 +660,29 @@ mod tests {
     async fn file_inventory() {
         let path = temp_path("hosts.json");
         std::fs::write(&path, good_body(FIRST)).expect("write");
-        let store = Store::new();
+        let mut store = pipeline();
         for addr in [
             path.display().to_string(),
             format!("file://{}", path.display()),
         ] {
-            let mut task = InventoryTask::new(config(addr.clone(), Format::ArrayJson));
-            assert_eq!(task.refresh_once(&store).await.expect(&addr), 4);
+            let mut task = collector(config(addr.clone(), Format::ArrayJson));
+            assert_eq!(refresh(&mut task, &mut store).await.expect(&addr), 4);
             assert_first_in_place(&store);
         }
-        let mut small = InventoryTask::new(InventoryConfig {
+        let mut small = collector(InventoryConfig {
             max_bytes: 16,
             ..config(path.display().to_string(), Format::ArrayJson)
         });
-        let err = small.refresh_once(&store).await.expect_err("too large");
+        let err = refresh(&mut small, &mut store)
+            .await
+            .expect_err("too large");
         assert!(
             matches!(err, RefreshError::Fetch(FetchError::TooLarge { limit: 16 })),
             "{err:?}"
         );
         std::fs::write(&path, "<html>").expect("write");
-        let mut task = InventoryTask::new(config(path.display().to_string(), Format::ArrayJson));
-        assert!(task.refresh_once(&store).await.is_err());
+        let mut task = collector(config(path.display().to_string(), Format::ArrayJson));
+        assert!(refresh(&mut task, &mut store).await.is_err());
         assert_first_in_place(&store);
         std::fs::remove_file(&path).expect("remove");
     }
@@ -666,10 +701,11 @@ mod tests {
     #[tokio::test]
     async fn run_keeps_going_through_failures() {
         let server = Server::start(Reply::Ok(good_body(FIRST))).await;
-        let store = Arc::new(Store::new());
         let shutdown = CancellationToken::new();
-        let task = InventoryTask::new(config(server.url("/inventory"), Format::ArrayJson));
-        let handle = tokio::spawn(task.run(store.clone(), shutdown.clone()));
+        let (store, handle) = spawn(
+            config(server.url("/inventory"), Format::ArrayJson),
+            &shutdown,
+        );
 
         eventually("first load", || domain_of(&store, "10.0.1.2").is_some()).await;
         assert_first_in_place(&store);
@@ -718,13 +754,14 @@ mod tests {
 
     #[tokio::test]
     async fn zero_refresh_does_not_spin() {
-        let store = Arc::new(Store::new());
         let shutdown = CancellationToken::new();
-        let task = InventoryTask::new(InventoryConfig {
-            refresh: Duration::ZERO,
-            ..config(String::new(), Format::ArrayJson)
-        });
-        let handle = tokio::spawn(task.run(store.clone(), shutdown.clone()));
+        let (store, handle) = spawn(
+            InventoryConfig {
+                refresh: Duration::ZERO,
+                ..config(String::new(), Format::ArrayJson)
+            },
+            &shutdown,
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         shutdown.cancel();
         handle.await.expect("no panic");
