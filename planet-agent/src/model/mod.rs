@@ -19,10 +19,12 @@ pub mod snapshot;
 pub mod traffic_source;
 
 use std::{
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
+use planet_common::Origin;
 use tokio::sync::mpsc;
 
 pub use snapshot::{FlowReport, Snapshot, Store, TaskStatus};
@@ -157,6 +159,17 @@ impl Model {
             programs,
             capacity,
         } = drain;
+        // A flow older than the programs takes the listener rule here as in
+        // the ledger, so its dependency and its bytes agree on direction.
+        let observed = |flow: &Flow| {
+            let accepted = flow.origin == Origin::Unknown && listening.contains(&flow.local_port);
+            ObservedConnection {
+                local: SocketAddr::new(flow.local, flow.local_port),
+                remote: SocketAddr::new(flow.remote, flow.remote_port),
+                origin: if accepted { Origin::Accepted } else { flow.origin },
+                process: flow.comm.clone(),
+            }
+        };
         self.live = live.iter().map(observed).collect();
         self.recently_closed
             .record(now, closed.iter().map(observed));
@@ -208,15 +221,6 @@ impl Model {
     }
 }
 
-fn observed(flow: &Flow) -> ObservedConnection {
-    ObservedConnection {
-        local: std::net::SocketAddr::new(flow.local, flow.local_port),
-        remote: std::net::SocketAddr::new(flow.remote, flow.remote_port),
-        origin: flow.origin,
-        process: flow.comm.clone(),
-    }
-}
-
 /// The model task: applies reports as they come and publishes a snapshot
 /// after each, until every collector has stopped.
 pub async fn run(mut model: Model, mut reports: mpsc::Receiver<Report>, store: Arc<Store>) {
@@ -226,6 +230,9 @@ pub async fn run(mut model: Model, mut reports: mpsc::Receiver<Report>, store: A
     }
 }
 
+
+#[cfg(test)]
+mod tests;
 
 /// The model as the agent runs it, for tests of collectors.
 #[cfg(test)]

@@ -46,6 +46,12 @@ impl<S: FlowSource> FlowCollector<S> {
         }
     }
 
+    /// The source, for tests that script it.
+    #[cfg(test)]
+    pub(crate) fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
     /// Everything the kernel has for the model now.
     pub fn drain(&mut self) -> FlowDrain {
         self.source.poll_closed(&mut self.pending);
