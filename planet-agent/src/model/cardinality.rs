@@ -22,19 +22,16 @@ use std::{
     cmp::Ordering,
     collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
-    net::IpAddr,
     time::{Duration, Instant},
 };
 
-use crate::{
-    collect::flows::Counts,
-    collect::inventory::Inventory,
-    model::dependencies::{Dependencies, Dependency, name},
-    model::series::SeriesReport,
-};
+use crate::collect::flows::Counts;
 
 /// Label value of the series the folded ones are summed into.
 pub const OTHER: &str = "other";
+
+/// Default of `-task-dependency-retention`.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(120);
 
 /// Default of `-metrics-max-series-per-family`.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
@@ -55,7 +52,7 @@ impl Default for Budget {
     fn default() -> Self {
         Self {
             max_series: DEFAULT_MAX_SERIES,
-            retention: crate::model::dependencies::DEFAULT_RETENTION,
+            retention: DEFAULT_RETENTION,
         }
     }
 }
@@ -235,90 +232,6 @@ impl<K: Clone + Eq + Hash + Ord> Book<K> {
     /// Entries kept (without `other`).
     pub fn kept(&self) -> usize {
         self.entries.len()
-    }
-}
-
-/// The budget of `planet_upstream` and `planet_downstream`, which are
-/// rebuilt on every collection: the dependencies that moved the most bytes
-/// (per [`SeriesReport`]) are kept, the rest become one dependency whose
-/// remote labels and process are [`OTHER`] and port 0.
-#[derive(Clone, Debug, Default)]
-pub struct DependencyBudget {
-    upstream: FoldTracker,
-    downstream: FoldTracker,
-}
-
-impl DependencyBudget {
-    pub fn apply(
-        &mut self,
-        deps: &mut Dependencies,
-        bytes: &SeriesReport,
-        budget: Budget,
-        inventory: &Inventory,
-        local_ip: Option<IpAddr>,
-        now: Instant,
-    ) {
-        let local = local_ip.map(|ip| name(inventory, ip)).unwrap_or_default();
-        for (list, bytes, tracker, status) in [
-            (
-                &mut deps.upstream,
-                &bytes.upstream,
-                &mut self.upstream,
-                &mut deps.upstream_folds,
-            ),
-            (
-                &mut deps.downstream,
-                &bytes.downstream,
-                &mut self.downstream,
-                &mut deps.downstream_folds,
-            ),
-        ] {
-            tracker.expire(now, budget.retention);
-            if list.len() > budget.max_series {
-                let mut weights: HashMap<(&str, &str, u16), u64> = HashMap::new();
-                for (series, counts) in &bytes.series {
-                    let weight = weights
-                        .entry((
-                            &series.remote_hostgroup,
-                            &series.remote_address,
-                            series.port,
-                        ))
-                        .or_default();
-                    *weight = weight.saturating_add(counts.tx.saturating_add(counts.rx));
-                }
-                let weight = |d: &Dependency| {
-                    weights
-                        .get(&(
-                            d.remote_hostgroup.as_str(),
-                            d.remote_address.as_str(),
-                            d.port,
-                        ))
-                        .copied()
-                        .unwrap_or(0)
-                };
-                let (mut kept, folded) = split_heaviest(
-                    std::mem::take(list),
-                    budget.max_series - 1,
-                    weight,
-                    Dependency::cmp,
-                );
-                for dependency in &folded {
-                    tracker.record(dependency, now);
-                }
-                kept.push(Dependency {
-                    local_hostgroup: local.1.clone(),
-                    remote_hostgroup: OTHER.to_owned(),
-                    local_address: local.0.clone(),
-                    remote_address: OTHER.to_owned(),
-                    port: 0,
-                    protocol: "tcp",
-                    process_name: std::sync::Arc::from(OTHER),
-                });
-                kept.sort_unstable();
-                *list = kept;
-            }
-            *status = tracker.status();
-        }
     }
 }
 
@@ -503,105 +416,5 @@ mod tests {
         let (kept, rest) = split_heaviest(vec![1u64, 2], 0, |w| *w, |a, b| a.cmp(b));
         assert!(kept.is_empty());
         assert_eq!(rest.len(), 2);
-    }
-
-    #[test]
-    fn dependencies_over_budget_keep_the_busiest() {
-        use std::sync::Arc;
-        let dep = |remote: &str, port| Dependency {
-            local_hostgroup: "me".into(),
-            remote_hostgroup: String::new(),
-            local_address: "10.0.0.1".into(),
-            remote_address: remote.into(),
-            port,
-            protocol: "tcp",
-            process_name: Arc::from("app"),
-        };
-        let mut deps = Dependencies {
-            upstream: (1..=5).map(|i| dep(&format!("10.1.0.{i}"), 443)).collect(),
-            downstream: vec![dep("10.2.0.1", 22)],
-            ..Default::default()
-        };
-        let mut bytes = SeriesReport::default();
-        // 10.1.0.2 and 10.1.0.4 moved bytes; the others none.
-        for (i, b) in [(2, 500), (4, 100)] {
-            bytes
-                .upstream
-                .series
-                .push((dep(&format!("10.1.0.{i}"), 443), Counts { tx: b, rx: b }));
-        }
-        let budget = Budget {
-            max_series: 3,
-            retention: Duration::from_secs(60),
-        };
-        let mut state = DependencyBudget::default();
-        let now = Instant::now();
-        state.apply(
-            &mut deps,
-            &bytes,
-            budget,
-            &Inventory::default(),
-            Some("10.0.0.1".parse().unwrap()),
-            now,
-        );
-        let mut remotes: Vec<&str> = deps
-            .upstream
-            .iter()
-            .map(|d| d.remote_address.as_str())
-            .collect();
-        remotes.sort_unstable();
-        assert_eq!(remotes, vec!["10.1.0.2", "10.1.0.4", OTHER]);
-        let other = deps
-            .upstream
-            .iter()
-            .find(|d| d.remote_address == OTHER)
-            .unwrap();
-        assert_eq!(
-            (
-                other.port,
-                &*other.process_name,
-                other.local_address.as_str()
-            ),
-            (0, OTHER, "10.0.0.1")
-        );
-        assert_eq!(
-            deps.upstream_folds,
-            FoldStatus {
-                total: 3,
-                current: 3
-            }
-        );
-        assert_eq!(deps.downstream.len(), 1, "within budget: untouched");
-        assert_eq!(deps.downstream_folds, FoldStatus::default());
-        // The same dependencies folded again are not new folds; after the
-        // window they are forgotten.
-        let mut again = Dependencies {
-            upstream: (1..=5).map(|i| dep(&format!("10.1.0.{i}"), 443)).collect(),
-            ..Default::default()
-        };
-        state.apply(&mut again, &bytes, budget, &Inventory::default(), None, now);
-        assert_eq!(
-            again.upstream_folds,
-            FoldStatus {
-                total: 3,
-                current: 3
-            }
-        );
-        let mut later = Dependencies::default();
-        state.apply(
-            &mut later,
-            &bytes,
-            budget,
-            &Inventory::default(),
-            None,
-            now + Duration::from_secs(61),
-        );
-        assert_eq!(
-            later.upstream_folds,
-            FoldStatus {
-                total: 3,
-                current: 0
-            }
-        );
     }
 }

@@ -15,15 +15,21 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
+    time::Instant,
 };
 
 use planet_common::Origin;
 
-use crate::{
-    collect::inventory::Inventory,
-    collect::socket_table::{Listener, SocketTable},
+pub use super::naming::{Dependency, PeerPort, name, shown_local};
+use super::{
+    cardinality::{Budget, FoldStatus, FoldTracker, OTHER, split_heaviest},
+    series::SeriesReport,
+};
+use crate::collect::{
+    inventory::Inventory,
+    socket_table::{Listener, SocketTable},
 };
 
 /// A connection the flow collector saw during its recent drains.
@@ -38,9 +44,6 @@ pub struct ObservedConnection {
 /// At most this many closed connections stay visible as edges; the oldest
 /// beyond it are forgotten (they only add edges, never bytes).
 const RECENTLY_CLOSED_CAPACITY: usize = 65_536;
-
-/// Default of `-task-dependency-retention`.
-pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Closed connections kept visible as edges for a retention window, so a
 /// connection that lived for milliseconds is still on `/metrics` when
@@ -95,18 +98,6 @@ impl RecentlyClosed {
     }
 }
 
-/// One `planet_upstream` / `planet_downstream` series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Dependency {
-    pub local_hostgroup: String,
-    pub remote_hostgroup: String,
-    pub local_address: String,
-    pub remote_address: String,
-    pub port: u16,
-    pub protocol: &'static str,
-    pub process_name: Arc<str>,
-}
-
 /// One `planet_server_process` series (without `local_hostgroup`, which is
 /// looked up when rendering).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,71 +114,98 @@ pub struct Dependencies {
     pub downstream: Vec<Dependency>,
     pub servers: Vec<ServerProcess>,
     /// Series of `upstream` folded by the cardinality budget.
-    pub upstream_folds: crate::model::cardinality::FoldStatus,
+    pub upstream_folds: FoldStatus,
     /// Series of `downstream` folded by the cardinality budget.
-    pub downstream_folds: crate::model::cardinality::FoldStatus,
-}
-
-/// The `(address, hostgroup)` labels of an IP: the inventory domain when it
-/// has one, else the IP itself.
-pub fn name(inventory: &Inventory, ip: IpAddr) -> (String, String) {
-    match inventory.lookup(ip) {
-        Some(host) => (
-            if host.domain.is_empty() {
-                ip.to_string()
-            } else {
-                host.domain.clone()
-            },
-            host.hostgroup.clone(),
-        ),
-        None => (ip.to_string(), String::new()),
-    }
-}
-
-/// What planet-exporter de-duplicates dependencies on: the peer's names
-/// and the service port. Flow byte counters join dependencies on it too.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerPort {
-    pub remote_hostgroup: String,
-    pub remote_address: String,
-    pub port: u16,
-}
-
-impl PeerPort {
-    /// The key of a connection to `remote` on service `port`.
-    pub fn of(inventory: &Inventory, remote: IpAddr, port: u16) -> Self {
-        let (remote_address, remote_hostgroup) = name(inventory, remote);
-        Self {
-            remote_hostgroup,
-            remote_address,
-            port,
-        }
-    }
-}
-
-impl Dependency {
-    /// This dependency's de-duplication key.
-    pub fn peer_port(&self) -> PeerPort {
-        PeerPort {
-            remote_hostgroup: self.remote_hostgroup.clone(),
-            remote_address: self.remote_address.clone(),
-            port: self.port,
-        }
-    }
-}
-
-/// The address a local socket is shown under: a local `127.0.0.1` is
-/// shown as the host's address (planet-exporter's loopback rewrite).
-pub fn shown_local(ip: IpAddr, host: Option<IpAddr>) -> IpAddr {
-    match (ip, host) {
-        (ip, Some(host)) if ip == LOCALHOST_V4 => host,
-        (ip, _) => ip,
-    }
+    pub downstream_folds: FoldStatus,
 }
 
 /// `bind` as planet-exporter formats it: no brackets around IPv6.
 pub fn bind_label(addr: SocketAddr) -> String {
     format!("{}:{}", addr.ip(), addr.port())
+}
+
+/// The budget of `planet_upstream` and `planet_downstream`, which are
+/// rebuilt on every collection: the dependencies that moved the most bytes
+/// (per [`SeriesReport`]) are kept, the rest become one dependency whose
+/// remote labels and process are [`OTHER`] and port 0.
+#[derive(Clone, Debug, Default)]
+pub struct DependencyBudget {
+    upstream: FoldTracker,
+    downstream: FoldTracker,
+}
+
+impl DependencyBudget {
+    pub fn apply(
+        &mut self,
+        deps: &mut Dependencies,
+        bytes: &SeriesReport,
+        budget: Budget,
+        inventory: &Inventory,
+        local_ip: Option<IpAddr>,
+        now: Instant,
+    ) {
+        let local = local_ip.map(|ip| name(inventory, ip)).unwrap_or_default();
+        for (list, bytes, tracker, status) in [
+            (
+                &mut deps.upstream,
+                &bytes.upstream,
+                &mut self.upstream,
+                &mut deps.upstream_folds,
+            ),
+            (
+                &mut deps.downstream,
+                &bytes.downstream,
+                &mut self.downstream,
+                &mut deps.downstream_folds,
+            ),
+        ] {
+            tracker.expire(now, budget.retention);
+            if list.len() > budget.max_series {
+                let mut weights: HashMap<(&str, &str, u16), u64> = HashMap::new();
+                for (series, counts) in &bytes.series {
+                    let weight = weights
+                        .entry((
+                            &series.remote_hostgroup,
+                            &series.remote_address,
+                            series.port,
+                        ))
+                        .or_default();
+                    *weight = weight.saturating_add(counts.tx.saturating_add(counts.rx));
+                }
+                let weight = |d: &Dependency| {
+                    weights
+                        .get(&(
+                            d.remote_hostgroup.as_str(),
+                            d.remote_address.as_str(),
+                            d.port,
+                        ))
+                        .copied()
+                        .unwrap_or(0)
+                };
+                let (mut kept, folded) = split_heaviest(
+                    std::mem::take(list),
+                    budget.max_series - 1,
+                    weight,
+                    Dependency::cmp,
+                );
+                for dependency in &folded {
+                    tracker.record(dependency, now);
+                }
+                kept.push(Dependency {
+                    local_hostgroup: local.1.clone(),
+                    remote_hostgroup: OTHER.to_owned(),
+                    local_address: local.0.clone(),
+                    remote_address: OTHER.to_owned(),
+                    port: 0,
+                    protocol: "tcp",
+                    process_name: std::sync::Arc::from(OTHER),
+                });
+                kept.sort_unstable();
+                *list = kept;
+            }
+            *status = tracker.status();
+        }
+    }
 }
 
 /// For a socket nobody listens on any more (a TIME_WAIT left after its
@@ -201,8 +219,6 @@ fn accepted_by_ports(
 ) -> bool {
     ephemeral.is_some_and(|range| range.contains(&remote) && !range.contains(&local))
 }
-
-const LOCALHOST_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Builds the dependency lists.
 ///
@@ -332,7 +348,10 @@ pub fn build(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::collect::flows::Counts;
     use crate::{
         collect::inventory::Host,
         collect::socket_table::{Connection, TcpState},
@@ -671,5 +690,105 @@ mod tests {
         let deps = build(&table, &[], &Inventory::default(), host());
         assert_eq!(deps.downstream[0].remote_address, "fd00::9");
         assert_eq!(deps.downstream[0].local_address, "fd00::1");
+    }
+
+    #[test]
+    fn dependencies_over_budget_keep_the_busiest() {
+        use std::sync::Arc;
+        let dep = |remote: &str, port| Dependency {
+            local_hostgroup: "me".into(),
+            remote_hostgroup: String::new(),
+            local_address: "10.0.0.1".into(),
+            remote_address: remote.into(),
+            port,
+            protocol: "tcp",
+            process_name: Arc::from("app"),
+        };
+        let mut deps = Dependencies {
+            upstream: (1..=5).map(|i| dep(&format!("10.1.0.{i}"), 443)).collect(),
+            downstream: vec![dep("10.2.0.1", 22)],
+            ..Default::default()
+        };
+        let mut bytes = SeriesReport::default();
+        // 10.1.0.2 and 10.1.0.4 moved bytes; the others none.
+        for (i, b) in [(2, 500), (4, 100)] {
+            bytes
+                .upstream
+                .series
+                .push((dep(&format!("10.1.0.{i}"), 443), Counts { tx: b, rx: b }));
+        }
+        let budget = Budget {
+            max_series: 3,
+            retention: Duration::from_secs(60),
+        };
+        let mut state = DependencyBudget::default();
+        let now = Instant::now();
+        state.apply(
+            &mut deps,
+            &bytes,
+            budget,
+            &Inventory::default(),
+            Some("10.0.0.1".parse().unwrap()),
+            now,
+        );
+        let mut remotes: Vec<&str> = deps
+            .upstream
+            .iter()
+            .map(|d| d.remote_address.as_str())
+            .collect();
+        remotes.sort_unstable();
+        assert_eq!(remotes, vec!["10.1.0.2", "10.1.0.4", OTHER]);
+        let other = deps
+            .upstream
+            .iter()
+            .find(|d| d.remote_address == OTHER)
+            .unwrap();
+        assert_eq!(
+            (
+                other.port,
+                &*other.process_name,
+                other.local_address.as_str()
+            ),
+            (0, OTHER, "10.0.0.1")
+        );
+        assert_eq!(
+            deps.upstream_folds,
+            FoldStatus {
+                total: 3,
+                current: 3
+            }
+        );
+        assert_eq!(deps.downstream.len(), 1, "within budget: untouched");
+        assert_eq!(deps.downstream_folds, FoldStatus::default());
+        // The same dependencies folded again are not new folds; after the
+        // window they are forgotten.
+        let mut again = Dependencies {
+            upstream: (1..=5).map(|i| dep(&format!("10.1.0.{i}"), 443)).collect(),
+            ..Default::default()
+        };
+        state.apply(&mut again, &bytes, budget, &Inventory::default(), None, now);
+        assert_eq!(
+            again.upstream_folds,
+            FoldStatus {
+                total: 3,
+                current: 3
+            }
+        );
+        let mut later = Dependencies::default();
+        state.apply(
+            &mut later,
+            &bytes,
+            budget,
+            &Inventory::default(),
+            None,
+            now + Duration::from_secs(61),
+        );
+        assert_eq!(
+            later.upstream_folds,
+            FoldStatus {
+                total: 3,
+                current: 0
+            }
+        );
     }
 }

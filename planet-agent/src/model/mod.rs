@@ -2,6 +2,7 @@
 //! immutable [`Snapshot`]. No I/O; every clock reading is an argument.
 //!
 //! - [`ledger`]: per-flow kernel counters → per-edge cumulative bytes.
+//! - [`naming`]: peers and edges named by the inventory.
 //! - [`series`]: the byte families, named by the inventory, budgeted.
 //! - [`dependencies`]: the `planet_upstream`, `planet_downstream` and
 //!   `planet_server_process` series.
@@ -13,6 +14,7 @@
 pub mod cardinality;
 pub mod dependencies;
 pub mod ledger;
+pub mod naming;
 pub mod rate;
 pub mod series;
 pub mod snapshot;
@@ -30,8 +32,8 @@ use tokio::sync::mpsc;
 pub use snapshot::{FlowReport, Snapshot, Store, TaskStatus};
 
 use self::{
-    cardinality::{Budget, DependencyBudget},
-    dependencies::{ObservedConnection, RecentlyClosed},
+    cardinality::Budget,
+    dependencies::{DependencyBudget, ObservedConnection, RecentlyClosed},
     ledger::Ledger,
     series::FlowSeries,
     traffic_source::ExternalTraffic,
@@ -166,7 +168,11 @@ impl Model {
             ObservedConnection {
                 local: SocketAddr::new(flow.local, flow.local_port),
                 remote: SocketAddr::new(flow.remote, flow.remote_port),
-                origin: if accepted { Origin::Accepted } else { flow.origin },
+                origin: if accepted {
+                    Origin::Accepted
+                } else {
+                    flow.origin
+                },
                 process: flow.comm.clone(),
             }
         };
@@ -229,7 +235,6 @@ pub async fn run(mut model: Model, mut reports: mpsc::Receiver<Report>, store: A
         store.publish(model.snapshot().clone());
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use crate::collect::flows::Counts;
 use crate::{
     collect::inventory::Inventory,
     model::cardinality::{Book, Budget, Budgeted},
-    model::dependencies::{Dependency, name, shown_local},
+    model::naming::{Dependency, name, shown_local},
 };
 
 /// `planet_upstream_bytes_total`, `planet_downstream_bytes_total` (keyed by

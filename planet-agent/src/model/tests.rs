@@ -91,7 +91,11 @@ fn flow(sock: u64, origin: Origin, local_port: u16, remote: &str, counts: (u64, 
         origin,
         addresses_missing: false,
         tgid: 100,
-        comm: Arc::from(if origin == Origin::Accepted { "web" } else { "app" }),
+        comm: Arc::from(if origin == Origin::Accepted {
+            "web"
+        } else {
+            "app"
+        }),
         counts: Counts {
             tx: counts.0,
             rx: counts.1,
@@ -199,7 +203,9 @@ fn drains_credit_every_byte_once() {
         counts: Counts { tx: 400, rx: 80 },
         ..db.clone()
     });
-    agent.kernel().close(flow(2, Origin::Accepted, 8080, "10.0.0.9:51000", (7, 30)));
+    agent
+        .kernel()
+        .close(flow(2, Origin::Accepted, 8080, "10.0.0.9:51000", (7, 30)));
     let s = agent.drain(Duration::from_secs(10));
     assert_eq!(
         edges(s),
@@ -210,7 +216,11 @@ fn drains_credit_every_byte_once() {
     );
     let rates = s.flows.rates.as_ref().expect("rates after two drains");
     let db_rate = rates.get(&s.flows.edges[0].key);
-    assert_eq!((db_rate.tx, db_rate.rx), (30.0, 3.0), "300 B and 30 B in 10 s");
+    assert_eq!(
+        (db_rate.tx, db_rate.rx),
+        (30.0, 3.0),
+        "300 B and 30 B in 10 s"
+    );
 
     // The database connection closes; the kernel submits its record just
     // before deleting the entry, so this walk still sees it too.
@@ -296,9 +306,13 @@ fn flows_older_than_the_agent_take_the_listener_rule() {
 #[test]
 fn one_dependency_builder_merges_table_and_flows() {
     let mut agent = Agent::new(FakeFlows::default(), true);
-    agent
-        .kernel()
-        .set(flow(1, Origin::Connected, 40_002, "10.0.0.5:5432", (10, 10)));
+    agent.kernel().set(flow(
+        1,
+        Origin::Connected,
+        40_002,
+        "10.0.0.5:5432",
+        (10, 10),
+    ));
     let s = agent.drain(Duration::from_secs(15));
     assert!(
         s.dependencies.upstream.is_empty(),
@@ -417,7 +431,9 @@ fn failed_inputs_keep_the_last_good_state() {
         }),
     ));
     assert_eq!(
-        s.inventory.lookup(ip("10.0.0.5")).map(|h| h.domain.as_str()),
+        s.inventory
+            .lookup(ip("10.0.0.5"))
+            .map(|h| h.domain.as_str()),
         Some("db.example")
     );
     assert_eq!(s.inventory_status, Some(failed));
