@@ -17,6 +17,7 @@ use crate::{
     prom::{PromApi, PromError},
     promql::{self, Exclusions, Windows},
 };
+use planet_cli::errors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
@@ -228,7 +229,7 @@ pub async fn run_recorded<P: PromApi>(
                 .with_label_values(&[job, "failure"])
                 .inc();
             ctx.metrics.job_success.with_label_values(&[job]).set(0);
-            warn!(job, %at, error = %crate::error_chain(err), "{job} job failed after {took:?}; nothing written");
+            warn!(job, %at, error = %errors::chain(err), "{job} job failed after {took:?}; nothing written");
         }
     }
     result

@@ -21,15 +21,3 @@ pub mod metrics;
 pub mod prom;
 pub mod promql;
 pub mod schedule;
-
-/// An error and its sources, `: `-joined (for log fields).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
-}

@@ -34,6 +34,7 @@ use crate::influx::{
     InfluxClient,
     query::{QueryError, Series, ident, literal},
 };
+use planet_cli::errors;
 use schema::Column;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +277,7 @@ pub async fn export(
                 BqJob::Dependency => rows.extend(dependency_rows(direction, &series, at)),
             },
             Err(source) => {
-                warn!(job = job.name(), direction, error = %crate::error_chain(&source), "query failed; exporting the other direction");
+                warn!(job = job.name(), direction, error = %errors::chain(&source), "query failed; exporting the other direction");
                 failures.push(BqError::Query {
                     job: job.name(),
                     measurement: direction,
