@@ -248,7 +248,7 @@ fn truncate_to_second(t: Timestamp) -> Timestamp {
 /// Calls `run(tick)` at each scheduled tick until `stop`. A run always
 /// completes before the next tick is looked up, so runs of one job never
 /// overlap; ticks that pass during a run are skipped and counted.
-pub async fn scheduled<F, Fut>(
+pub(crate) async fn scheduled<F, Fut>(
     name: &'static str,
     schedule: &Schedule,
     stop: CancellationToken,

@@ -344,7 +344,7 @@ fn parse_positive(s: &str) -> Result<Duration, String> {
 }
 
 /// Bits per second: a number with an optional k, M or G (powers of 1000).
-pub fn parse_bandwidth(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_bandwidth(s: &str) -> Result<f64, String> {
     let t = s.trim().trim_end_matches("bps").trim_end_matches("bit/s");
     let (num, mult) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1e3),

@@ -41,7 +41,7 @@ struct AppState {
 
 /// The router: `/metrics` renders the registry, `/map` the fleet map
 /// (when `influx` is given), anything else the landing page.
-pub fn app(metrics: Arc<Metrics>, influx: Option<InfluxClient>) -> Router {
+pub(crate) fn app(metrics: Arc<Metrics>, influx: Option<InfluxClient>) -> Router {
     Router::new()
         .route("/metrics", get(render))
         .route("/map", get(fleet_map))
@@ -120,7 +120,7 @@ async fn landing() -> Html<&'static str> {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,

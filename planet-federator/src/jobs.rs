@@ -108,7 +108,7 @@ pub struct JobReport {
 
 /// Runs `kind` once for job time `at`: evaluates its query at
 /// `at - query_lag`, writes the points stamped `at`.
-pub async fn run<P: PromApi>(
+pub(crate) async fn run<P: PromApi>(
     kind: JobKind,
     ctx: &Context<P>,
     at: Timestamp,

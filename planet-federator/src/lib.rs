@@ -7,17 +7,17 @@
 //! See the crate README for flags, differences from the Go original, and
 //! example queries.
 
-pub mod aggregate;
+mod aggregate;
 pub mod app;
 pub mod bigquery;
 pub mod cli;
-pub mod edges;
+mod edges;
 pub mod history;
-pub mod http;
+mod http;
 pub mod influx;
 pub mod jobs;
-pub mod map;
+mod map;
 pub mod metrics;
 pub mod prom;
 pub mod promql;
-pub mod schedule;
+mod schedule;

@@ -1,3 +1,8 @@
+#![expect(
+    unused_crate_dependencies,
+    reason = "the library uses the dependencies; this binary only calls it"
+)]
+
 use std::process::ExitCode;
 
 use planet_cli::{bootstrap, go_flags::GoStyle};
