@@ -25,10 +25,15 @@ where
     match runtime.block_on(program) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{}", errors::chain(&*err.into()));
+            tracing::error!("{}", one_line(err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error's chain on one line; for an `anyhow::Error` what `{err:#}` prints.
+fn one_line(err: impl Into<Box<dyn Error + Send + Sync>>) -> String {
+    errors::chain(&*err.into())
 }
 
 #[cfg(test)]
@@ -41,5 +46,17 @@ mod tests {
         assert_eq!(ok, ExitCode::SUCCESS);
         let failed = super::run_to_exit(async { Err(std::io::Error::other("gone")) });
         assert_eq!(failed, ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn an_anyhow_chain_reads_as_with_alternate_display() {
+        use anyhow::Context as _;
+        let err = Err::<(), _>(std::io::Error::other("disk gone"))
+            .context("cannot read the config")
+            .context("cannot start")
+            .unwrap_err();
+        let expected = format!("{err:#}");
+        assert_eq!(super::one_line(err), expected);
+        assert_eq!(expected, "cannot start: cannot read the config: disk gone");
     }
 }
