@@ -1,6 +1,7 @@
 //! Go's `flag` package accepts `-long-flag[=value]`; clap wants
-//! `--long-flag`. [`rewrite`] bridges the two, and [`parse_log_level`]
-//! takes the originals' level names.
+//! `--long-flag`. [`rewrite`] bridges the two, [`GoStyle`] parses a clap
+//! command line through it, and [`parse_log_level`] takes the originals'
+//! level names.
 
 use std::ffi::OsString;
 
@@ -43,6 +44,34 @@ pub fn long_flags(command: &clap::Command) -> Vec<String> {
         stack.extend(c.get_subcommands());
     }
     known
+}
+
+/// A clap command line that also takes Go-style single-dash long flags.
+pub trait GoStyle: clap::Parser {
+    /// `args` with Go-style long flags rewritten (see [`rewrite`]); by
+    /// default those of the command and its subcommands ([`long_flags`]).
+    fn go_style_args<I, T>(args: I) -> Vec<OsString>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let known = long_flags(&Self::command());
+        rewrite(args, |name| known.iter().any(|k| k == name))
+    }
+
+    /// Parses the process arguments, accepting Go-style single-dash flags.
+    fn parse_go_style() -> Self {
+        Self::parse_from(Self::go_style_args(std::env::args_os()))
+    }
+
+    /// Like [`GoStyle::parse_go_style`] over given arguments (first = program name).
+    fn try_parse_go_style<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        Self::try_parse_from(Self::go_style_args(args))
+    }
 }
 
 /// A log level as the Go originals (logrus) name them, case-insensitive.

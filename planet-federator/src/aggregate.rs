@@ -32,7 +32,7 @@ impl Direction {
 
 /// The point of one traffic series; `None` without `local_hostgroup`
 /// (skipped, as in the original).
-pub fn traffic_point(s: &Sample, at_ns: i64) -> Option<Point> {
+pub(crate) fn traffic_point(s: &Sample, at_ns: i64) -> Option<Point> {
     if s.label("local_hostgroup").is_empty() {
         return None;
     }
@@ -51,18 +51,8 @@ pub fn traffic_point(s: &Sample, at_ns: i64) -> Option<Point> {
     )
 }
 
-/// The points of one traffic run, and how many series were skipped.
-pub fn traffic_points(samples: &[Sample], at_ns: i64) -> (Vec<Point>, usize) {
-    let points: Vec<Point> = samples
-        .iter()
-        .filter_map(|s| traffic_point(s, at_ns))
-        .collect();
-    let skipped = samples.len() - points.len();
-    (points, skipped)
-}
-
 /// The point of one upstream or downstream series.
-pub fn dependency_point(direction: Direction, s: &Sample, at_ns: i64) -> Point {
+pub(crate) fn dependency_point(direction: Direction, s: &Sample, at_ns: i64) -> Point {
     let p = Point::new(direction.as_str())
         .tag("service", s.label("local_hostgroup"))
         .tag("address", s.label("local_address"))
@@ -80,14 +70,6 @@ pub fn dependency_point(direction: Direction, s: &Sample, at_ns: i64) -> Point {
     };
     p.field("service_dependency", FieldValue::Integer(1))
         .timestamp_ns(at_ns)
-}
-
-/// The points of one upstream or downstream run.
-pub fn dependency_points(direction: Direction, samples: &[Sample], at_ns: i64) -> Vec<Point> {
-    samples
-        .iter()
-        .map(|s| dependency_point(direction, s, at_ns))
-        .collect()
 }
 
 #[cfg(test)]
@@ -110,7 +92,7 @@ mod tests {
 
     #[test]
     fn traffic_rows() {
-        let samples = vec![
+        let samples = [
             Sample::new(
                 [
                     ("direction", "ingress"),
@@ -142,8 +124,12 @@ mod tests {
                 9999.0,
             ),
         ];
-        let (points, skipped) = traffic_points(&samples, T);
-        assert_eq!(skipped, 1);
+        let points: Vec<Point> = samples.iter().filter_map(|s| traffic_point(s, T)).collect();
+        assert_eq!(
+            points.len(),
+            samples.len() - 1,
+            "the one without local_hostgroup is skipped"
+        );
         assert_eq!(
             lines(&points),
             vec![
@@ -171,7 +157,7 @@ mod tests {
 
     #[test]
     fn upstream_rows() {
-        let points = dependency_points(Direction::Upstream, &[dep_sample()], T);
+        let points = [dependency_point(Direction::Upstream, &dep_sample(), T)];
         assert_eq!(
             lines(&points),
             vec![
@@ -182,7 +168,7 @@ mod tests {
 
     #[test]
     fn downstream_rows() {
-        let points = dependency_points(Direction::Downstream, &[dep_sample()], T);
+        let points = [dependency_point(Direction::Downstream, &dep_sample(), T)];
         assert_eq!(
             lines(&points),
             vec![

@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use crate::{
     bigquery::{self, BqJob, Tables},
     cli::{BigqueryArgs, Cli, Command, EdgesArgs, MapArgs},
-    edges, error_chain,
+    edges,
     history::{self, History},
     http,
     influx::{InfluxClient, Writer, WriterConfig, line, write::HealthError},
@@ -24,6 +24,7 @@ use crate::{
     promql::{ExclusionError, Exclusions, Windows},
     schedule::Schedule,
 };
+use planet_cli::errors;
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -129,7 +130,7 @@ async fn federate(
                 info!(edges = stored.len(), "dependency history loaded");
             }
             Err(e) => {
-                warn!(error = %error_chain(&e), "cannot load the dependency history; first-seen times restart now")
+                warn!(error = %errors::chain(&e), "cannot load the dependency history; first-seen times restart now")
             }
         }
         Some(Arc::new(h))
@@ -247,7 +248,7 @@ fn truncate_to_second(t: Timestamp) -> Timestamp {
 /// Calls `run(tick)` at each scheduled tick until `stop`. A run always
 /// completes before the next tick is looked up, so runs of one job never
 /// overlap; ticks that pass during a run are skipped and counted.
-pub async fn scheduled<F, Fut>(
+pub(crate) async fn scheduled<F, Fut>(
     name: &'static str,
     schedule: &Schedule,
     stop: CancellationToken,
@@ -262,7 +263,7 @@ pub async fn scheduled<F, Fut>(
         let tick = match schedule.next_after(after) {
             Ok(t) => t,
             Err(e) => {
-                error!(job = name, error = %error_chain(&e), "schedule has no next time; job stopped");
+                error!(job = name, error = %errors::chain(&e), "schedule has no next time; job stopped");
                 return;
             }
         };
@@ -363,7 +364,7 @@ async fn bigquery_command(
                     {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
-                            error!(job = job.name(), error = %error_chain(&e), "export failed")
+                            error!(job = job.name(), error = %errors::chain(&e), "export failed")
                         }
                         Err(_) => error!(job = job.name(), ?timeout, "export timed out"),
                     }

@@ -4,15 +4,12 @@
 //! single-dash long flags (`-cron-job-schedule "*/30 * * * * *"`,
 //! `-log-disable-colors=true`) work as well as `--`.
 
-use std::{ffi::OsString, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, builder::BoolishValueParser};
+use clap::{ArgAction, Args, Parser, Subcommand, builder::BoolishValueParser};
 use jiff::SignedDuration;
 
-use planet_cli::{
-    go_duration,
-    go_flags::{self, parse_log_level},
-};
+use planet_cli::{errors, go_duration, go_flags::GoStyle, logging::LogArgs};
 
 use crate::{
     influx::{ApiChoice, InfluxConfig},
@@ -59,23 +56,6 @@ pub enum Command {
     /// newline-delimited JSON plus BigQuery schema files, for `bq load`
     /// (replaces planet-federator-influxdb-to-bq)
     Bigquery(Box<BigqueryArgs>),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct LogArgs {
-    /// Log level (trace, debug, info, warn, error; also warning, fatal, panic)
-    #[arg(long, global = true, default_value = "info", value_parser = parse_log_level)]
-    pub log_level: tracing::Level,
-
-    /// Disable timestamp on logger
-    #[arg(long, global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub log_disable_timestamp: bool,
-
-    /// Disable colors on logger
-    #[arg(long, global = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub log_disable_colors: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -344,7 +324,7 @@ pub struct BigqueryArgs {
 }
 
 fn parse_schedule(s: &str) -> Result<Schedule, String> {
-    Schedule::parse(s).map_err(|e| crate::error_chain(&e))
+    Schedule::parse(s).map_err(|e| errors::chain(&e))
 }
 
 fn parse_offset(s: &str) -> Result<SignedDuration, String> {
@@ -364,7 +344,7 @@ fn parse_positive(s: &str) -> Result<Duration, String> {
 }
 
 /// Bits per second: a number with an optional k, M or G (powers of 1000).
-pub fn parse_bandwidth(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_bandwidth(s: &str) -> Result<f64, String> {
     let t = s.trim().trim_end_matches("bps").trim_end_matches("bit/s");
     let (num, mult) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
@@ -396,37 +376,12 @@ fn parse_job(s: &str) -> Result<JobKind, String> {
         .ok_or_else(|| format!("unknown job {s:?} (use traffic, upstream, downstream)"))
 }
 
-impl Cli {
-    /// Parses the process arguments, accepting Go-style single-dash flags.
-    pub fn parse_go_style() -> Self {
-        Self::parse_from(go_style_args(std::env::args_os()))
-    }
-
-    /// Like [`Cli::parse_go_style`] over given arguments (first = program name).
-    pub fn try_parse_go_style<I, T>(args: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<OsString>,
-    {
-        Self::try_parse_from(go_style_args(args))
-    }
-}
-
-/// Rewrites `-long-flag[=v]` to `--long-flag[=v]` for the long flags of the
-/// command and its subcommands, so Go users' command lines keep working.
-/// Other arguments (values such as `-1h5m`, `--` and what follows) are
-/// left alone.
-pub fn go_style_args<I, T>(args: I) -> Vec<OsString>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString>,
-{
-    let known = go_flags::long_flags(&Cli::command());
-    go_flags::rewrite(args, |name| known.iter().any(|k| k == name))
-}
+impl GoStyle for Cli {}
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
@@ -610,7 +565,7 @@ mod tests {
 
     #[test]
     fn unknown_single_dash_words_are_left_alone() {
-        let args = go_style_args(["x", "-1h5m", "-nope", "--", "-log-level"]);
+        let args = Cli::go_style_args(["x", "-1h5m", "-nope", "--", "-log-level"]);
         assert_eq!(args, ["x", "-1h5m", "-nope", "--", "-log-level"]);
     }
 }

@@ -36,7 +36,7 @@ fn parse_span(s: &str) -> Option<SignedDuration> {
 }
 
 /// Resolves `--since`/`--until` (also `map`'s) into the window.
-pub fn window(
+pub(crate) fn window(
     since: &str,
     until: &str,
     now: Timestamp,
@@ -63,7 +63,7 @@ pub fn window(
 }
 
 /// Reads the history and renders the report.
-pub async fn run(
+pub(crate) async fn run(
     influx: &InfluxClient,
     args: &EdgesArgs,
     now: Timestamp,

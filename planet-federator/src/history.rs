@@ -32,7 +32,7 @@ use crate::{
     prom::Sample,
 };
 
-pub const MEASUREMENT: &str = "service_edge";
+pub(crate) const MEASUREMENT: &str = "service_edge";
 
 /// A service-level dependency.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -214,7 +214,10 @@ pub struct Edge {
 
 /// Reads the stored edges (optionally of one service), merging duplicate
 /// rows of an edge.
-pub async fn load(client: &InfluxClient, service: Option<&str>) -> Result<Vec<Edge>, QueryError> {
+pub(crate) async fn load(
+    client: &InfluxClient,
+    service: Option<&str>,
+) -> Result<Vec<Edge>, QueryError> {
     let filter = service
         .map(|s| format!(" WHERE \"service\" = {}", literal(s)))
         .unwrap_or_default();
@@ -226,7 +229,7 @@ pub async fn load(client: &InfluxClient, service: Option<&str>) -> Result<Vec<Ed
 }
 
 /// The edges in `SELECT first_seen, last_seen ... GROUP BY *` results.
-pub fn edges_from_series(series: &[Series]) -> Vec<Edge> {
+pub(crate) fn edges_from_series(series: &[Series]) -> Vec<Edge> {
     let mut merged: BTreeMap<EdgeKey, (i64, i64)> = BTreeMap::new();
     for s in series {
         let Some(key) = EdgeKey::from_tags(&s.tags) else {
@@ -260,7 +263,7 @@ pub fn edges_from_series(series: &[Series]) -> Vec<Edge> {
 
 /// One row of the `edges` output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EdgeRow {
+pub(crate) struct EdgeRow {
     pub direction: &'static str,
     pub service: String,
     pub remote_service: String,
@@ -274,7 +277,7 @@ pub struct EdgeRow {
 
 /// What `planet-federator edges` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub since: String,
     pub until: String,
     pub stale_after_seconds: u64,
@@ -287,7 +290,12 @@ pub struct Report {
 }
 
 /// Sorts edges into the report for the window `[since, until]`.
-pub fn report(edges: &[Edge], since: Timestamp, until: Timestamp, stale_after: Duration) -> Report {
+pub(crate) fn report(
+    edges: &[Edge],
+    since: Timestamp,
+    until: Timestamp,
+    stale_after: Duration,
+) -> Report {
     let stale = jiff::SignedDuration::try_from(stale_after).unwrap_or(jiff::SignedDuration::MAX);
     let cutoff = until.checked_sub(stale).unwrap_or(Timestamp::MIN);
     let active = |e: &Edge| e.last_seen >= cutoff && e.first_seen <= until;
@@ -320,7 +328,7 @@ pub fn report(edges: &[Edge], since: Timestamp, until: Timestamp, stale_after: D
 }
 
 /// Renders the report as aligned text tables.
-pub fn render_table(r: &Report) -> String {
+pub(crate) fn render_table(r: &Report) -> String {
     let mut out = format!(
         "window {} .. {} (gone after {} s unseen)\n",
         r.since, r.until, r.stale_after_seconds

@@ -18,11 +18,11 @@ use tokio::net::TcpListener;
 
 use crate::{
     cli::parse_bandwidth,
-    error_chain,
     influx::InfluxClient,
     map::{self, MapError, MapQuery},
     metrics::Metrics,
 };
+use planet_cli::errors;
 
 const LANDING: &str = "<!doctype html>
 <html><head><meta charset=\"utf-8\"><title>Planet Federator</title></head>
@@ -41,7 +41,7 @@ struct AppState {
 
 /// The router: `/metrics` renders the registry, `/map` the fleet map
 /// (when `influx` is given), anything else the landing page.
-pub fn app(metrics: Arc<Metrics>, influx: Option<InfluxClient>) -> Router {
+pub(crate) fn app(metrics: Arc<Metrics>, influx: Option<InfluxClient>) -> Router {
     Router::new()
         .route("/metrics", get(render))
         .route("/map", get(fleet_map))
@@ -95,9 +95,9 @@ async fn fleet_map(State(state): State<AppState>, Query(p): Query<MapParams>) ->
             ([(header::CONTENT_TYPE, content_type)], body).into_response()
         }
         Err(e @ (MapError::History(_) | MapError::Traffic(_))) => {
-            (StatusCode::BAD_GATEWAY, error_chain(&e) + "\n").into_response()
+            (StatusCode::BAD_GATEWAY, errors::chain(&e) + "\n").into_response()
         }
-        Err(e) => (StatusCode::BAD_REQUEST, error_chain(&e) + "\n").into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, errors::chain(&e) + "\n").into_response(),
     }
 }
 
@@ -120,7 +120,7 @@ async fn landing() -> Html<&'static str> {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -17,6 +17,7 @@ use crate::{
     prom::{PromApi, PromError},
     promql::{self, Exclusions, Windows},
 };
+use planet_cli::errors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
@@ -107,7 +108,7 @@ pub struct JobReport {
 
 /// Runs `kind` once for job time `at`: evaluates its query at
 /// `at - query_lag`, writes the points stamped `at`.
-pub async fn run<P: PromApi>(
+pub(crate) async fn run<P: PromApi>(
     kind: JobKind,
     ctx: &Context<P>,
     at: Timestamp,
@@ -228,7 +229,7 @@ pub async fn run_recorded<P: PromApi>(
                 .with_label_values(&[job, "failure"])
                 .inc();
             ctx.metrics.job_success.with_label_values(&[job]).set(0);
-            warn!(job, %at, error = %crate::error_chain(err), "{job} job failed after {took:?}; nothing written");
+            warn!(job, %at, error = %errors::chain(err), "{job} job failed after {took:?}; nothing written");
         }
     }
     result

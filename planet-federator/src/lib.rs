@@ -7,29 +7,17 @@
 //! See the crate README for flags, differences from the Go original, and
 //! example queries.
 
-pub mod aggregate;
+mod aggregate;
 pub mod app;
 pub mod bigquery;
 pub mod cli;
-pub mod edges;
+mod edges;
 pub mod history;
-pub mod http;
+mod http;
 pub mod influx;
 pub mod jobs;
-pub mod map;
+mod map;
 pub mod metrics;
 pub mod prom;
 pub mod promql;
-pub mod schedule;
-
-/// An error and its sources, `: `-joined (for log fields).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
-}
+mod schedule;

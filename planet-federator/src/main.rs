@@ -1,6 +1,11 @@
+#![expect(
+    unused_crate_dependencies,
+    reason = "the library uses the dependencies; this binary only calls it"
+)]
+
 use std::process::ExitCode;
 
-use planet_cli::logging;
+use planet_cli::{bootstrap, go_flags::GoStyle};
 use planet_federator::{app, cli::Cli};
 
 fn main() -> ExitCode {
@@ -9,30 +14,6 @@ fn main() -> ExitCode {
         println!("planet-federator v{}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    logging::init(
-        cli.log.log_level,
-        cli.log.log_disable_colors,
-        cli.log.log_disable_timestamp,
-    );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: anyhow::Result<()> = runtime
-        .block_on(app::run(cli, app::shutdown_signal()))
-        .map_err(anyhow::Error::from);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli.log.init();
+    bootstrap::run_to_exit(app::run(cli, app::shutdown_signal()))
 }

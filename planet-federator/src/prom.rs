@@ -79,7 +79,7 @@ pub trait PromApi: Send + Sync + 'static {
 
 /// Prometheus over HTTP.
 #[derive(Debug, Clone)]
-pub struct HttpProm {
+pub(crate) struct HttpProm {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
@@ -87,7 +87,7 @@ pub struct HttpProm {
 
 impl HttpProm {
     /// `addr` may carry a path prefix (`http://host/prometheus/`).
-    pub fn new(addr: &str, timeout: Duration) -> Result<Self, PromError> {
+    pub(crate) fn new(addr: &str, timeout: Duration) -> Result<Self, PromError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -102,7 +102,7 @@ impl HttpProm {
     }
 
     /// The startup check: a trivial query must succeed.
-    pub async fn check(&self) -> Result<(), PromError> {
+    pub(crate) async fn check(&self) -> Result<(), PromError> {
         self.query("vector(1)", Timestamp::now()).await.map(drop)
     }
 

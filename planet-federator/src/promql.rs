@@ -11,23 +11,23 @@ use thiserror::Error;
 
 /// The traffic family: bytes per peer, a counter in planet-agent (a
 /// gauge of cumulative bytes in planet-exporter; `irate` works on both).
-pub const TRAFFIC_METRIC: &str = "planet_traffic_bytes_total";
-pub const UPSTREAM_METRIC: &str = "planet_upstream";
-pub const DOWNSTREAM_METRIC: &str = "planet_downstream";
+pub(crate) const TRAFFIC_METRIC: &str = "planet_traffic_bytes_total";
+pub(crate) const UPSTREAM_METRIC: &str = "planet_upstream";
+pub(crate) const DOWNSTREAM_METRIC: &str = "planet_downstream";
 
 /// Labels the traffic job keeps (it sums over `remote_ip` and `instance`).
-pub const TRAFFIC_BY: &str =
+pub(crate) const TRAFFIC_BY: &str =
     "direction, local_hostgroup, local_domain, remote_hostgroup, remote_domain";
 /// Labels the dependency jobs keep.
-pub const DEPENDENCY_BY: &str = "local_hostgroup, local_address, remote_address, remote_hostgroup, port, process_name, protocol";
+pub(crate) const DEPENDENCY_BY: &str = "local_hostgroup, local_address, remote_address, remote_hostgroup, port, process_name, protocol";
 /// Traffic rows at or below this many bits per second are not written.
-pub const MIN_BANDWIDTH_BPS: u32 = 1000;
+pub(crate) const MIN_BANDWIDTH_BPS: u32 = 1000;
 
 /// The original's remote-address exclusions (its `EXCL_ADDR`): the
 /// author's GCP/Consul estate. Prometheus regexes are fully anchored and
 /// these dots are unescaped, so `52.*` is "starts with 52" and `f.*`
 /// drops every domain starting with "f".
-pub const PLANET_EXPORTER_ADDRESSES: &[&str] = &[
+pub(crate) const PLANET_EXPORTER_ADDRESSES: &[&str] = &[
     "100.([6-9]|1[0-2]).*",
     "52.*",
     "192.168.*",
@@ -42,7 +42,7 @@ pub const PLANET_EXPORTER_ADDRESSES: &[&str] = &[
 
 /// The original's port exclusions (its `EXCL_PORT`): ssh, dns, rpcbind,
 /// consul, node_exporter, darkstat, planet-exporter, nrpe, smtp, ...
-pub const PLANET_EXPORTER_PORTS: &[&str] = &[
+pub(crate) const PLANET_EXPORTER_PORTS: &[&str] = &[
     "22", "53", "111", "8301", "8300", "8500", "3025", "3022", "51666", "9100", "19100", "5666",
     "25", "8600", "11910", "11560",
 ];
@@ -198,7 +198,7 @@ fn range(d: Duration) -> String {
 /// The traffic job: bits per second per (direction, local hostgroup and
 /// domain, remote hostgroup and domain), summed over agents and remote
 /// IPs, above 1 kbit/s.
-pub fn traffic(exclusions: &Exclusions, windows: Windows) -> String {
+pub(crate) fn traffic(exclusions: &Exclusions, windows: Windows) -> String {
     let mut matchers = vec![r#"local_hostgroup!="""#.to_owned()];
     if let Some(addr) = exclusions.address_regex() {
         matchers.push(format!("remote_ip!~{}", quote(&addr)));
@@ -214,7 +214,7 @@ pub fn traffic(exclusions: &Exclusions, windows: Windows) -> String {
 
 /// The upstream or downstream job: every dependency seen in the window
 /// whose remote address resolved to a name (not starting with a digit).
-pub fn dependency(metric: &str, exclusions: &Exclusions, windows: Windows) -> String {
+pub(crate) fn dependency(metric: &str, exclusions: &Exclusions, windows: Windows) -> String {
     let mut matchers = vec![r#"local_hostgroup!="""#.to_owned()];
     if let Some(port) = exclusions.port_regex() {
         matchers.push(format!("port!~{}", quote(&port)));

@@ -34,16 +34,17 @@ use crate::influx::{
     InfluxClient,
     query::{QueryError, Series, ident, literal},
 };
+use planet_cli::errors;
 use schema::Column;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BqJob {
+pub(crate) enum BqJob {
     Traffic,
     Dependency,
 }
 
 impl BqJob {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Traffic => "traffic",
             Self::Dependency => "dependency",
@@ -76,7 +77,7 @@ pub enum BqError {
 
 /// Where the export goes.
 #[derive(Debug, Clone)]
-pub struct Tables {
+pub(crate) struct Tables {
     pub out_dir: PathBuf,
     pub traffic: String,
     pub dependency: String,
@@ -86,14 +87,14 @@ pub struct Tables {
 
 /// The files of one export run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
+pub(crate) struct Written {
     pub data: PathBuf,
     pub schema: PathBuf,
     pub rows: usize,
 }
 
 /// `inventory_date`: BigQuery's canonical timestamp form, in UTC.
-pub fn inventory_date(at: Timestamp) -> String {
+pub(crate) fn inventory_date(at: Timestamp) -> String {
     at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -107,7 +108,7 @@ fn window(at: Timestamp, length: SignedDuration) -> String {
 }
 
 /// The traffic query for one direction over the hour before `at`.
-pub fn traffic_query(direction: &str, at: Timestamp) -> String {
+pub(crate) fn traffic_query(direction: &str, at: Timestamp) -> String {
     format!(
         "SELECT MIN(\"bandwidth_bps\"), MAX(\"bandwidth_bps\"), MEAN(\"bandwidth_bps\") FROM {} \
          WHERE (\"service\" != '') AND {} \
@@ -118,7 +119,7 @@ pub fn traffic_query(direction: &str, at: Timestamp) -> String {
 }
 
 /// The dependency query for one direction over the 7 days before `at`.
-pub fn dependency_query(direction: &str, at: Timestamp) -> String {
+pub(crate) fn dependency_query(direction: &str, at: Timestamp) -> String {
     let tags = if direction == "upstream" {
         "\"service\", \"address\", \"upstream_service\", \"upstream_address\", \"process_name\", \"upstream_port\", \"protocol\""
     } else {
@@ -151,7 +152,11 @@ fn integer(v: Option<&&Value>) -> Option<i64> {
 }
 
 /// Traffic rows from one direction's query answer.
-pub fn traffic_rows(direction: &str, series: &[Series], at: Timestamp) -> (Vec<Value>, usize) {
+pub(crate) fn traffic_rows(
+    direction: &str,
+    series: &[Series],
+    at: Timestamp,
+) -> (Vec<Value>, usize) {
     let date = inventory_date(at);
     let mut skipped = 0;
     let mut rows = Vec::new();
@@ -192,7 +197,7 @@ pub fn traffic_rows(direction: &str, series: &[Series], at: Timestamp) -> (Vec<V
 }
 
 /// Dependency rows (one per series) from one direction's query answer.
-pub fn dependency_rows(direction: &str, series: &[Series], at: Timestamp) -> Vec<Value> {
+pub(crate) fn dependency_rows(direction: &str, series: &[Series], at: Timestamp) -> Vec<Value> {
     let date = inventory_date(at);
     let upstream = direction == "upstream";
     series
@@ -243,7 +248,7 @@ pub fn dependency_rows(direction: &str, series: &[Series], at: Timestamp) -> Vec
 }
 
 /// Runs one export for job time `at` and writes its files.
-pub async fn export(
+pub(crate) async fn export(
     client: &InfluxClient,
     tables: &Tables,
     job: BqJob,
@@ -276,7 +281,7 @@ pub async fn export(
                 BqJob::Dependency => rows.extend(dependency_rows(direction, &series, at)),
             },
             Err(source) => {
-                warn!(job = job.name(), direction, error = %crate::error_chain(&source), "query failed; exporting the other direction");
+                warn!(job = job.name(), direction, error = %errors::chain(&source), "query failed; exporting the other direction");
                 failures.push(BqError::Query {
                     job: job.name(),
                     measurement: direction,
@@ -314,7 +319,7 @@ pub async fn export(
 
 /// Writes `<table>.schema.json` and `<table>-<time>.ndjson` (atomically),
 /// after checking every row against the schema.
-pub fn write_files(
+pub(crate) fn write_files(
     dir: &Path,
     table: &str,
     columns: &[Column],

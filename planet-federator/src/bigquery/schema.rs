@@ -249,7 +249,7 @@ fn check_column(c: &Column, object: &Map<String, Value>) -> Result<(), Violation
 
 /// BigQuery's canonical timestamp: `YYYY-MM-DD[( |T)HH:MM:SS[.F]][zone]`,
 /// zone `Z`, ` UTC` or `±HH:MM`.
-pub fn is_bq_timestamp(s: &str) -> bool {
+pub(crate) fn is_bq_timestamp(s: &str) -> bool {
     let is_offset = |z: &str| {
         let z = z.as_bytes();
         z.len() == 6

@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use super::write::{LineSink, WriteError};
 use crate::metrics::{DropReason, Metrics};
+use planet_cli::errors;
 
 /// Buffer and retry settings.
 #[derive(Debug, Clone, Copy)]
@@ -299,12 +300,12 @@ async fn run<S: LineSink>(
                 if failing_since.is_none() {
                     failing_since = Some(Instant::now());
                     warn!(
-                        error = %err_chain(&err),
+                        error = %errors::chain(&err),
                         buffered = shared.lock().len(),
                         "InfluxDB write failed; keeping points buffered and retrying"
                     );
                 } else {
-                    debug!(error = %err_chain(&err), ?delay, attempt, "InfluxDB write retry failed");
+                    debug!(error = %errors::chain(&err), ?delay, attempt, "InfluxDB write retry failed");
                 }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -320,7 +321,7 @@ async fn run<S: LineSink>(
                     .write_requests
                     .with_label_values(&["rejected"])
                     .inc();
-                error!(error = %err_chain(&err), points = dropped, "InfluxDB rejected a batch; points dropped");
+                error!(error = %errors::chain(&err), points = dropped, "InfluxDB rejected a batch; points dropped");
                 remove_front(&shared, n);
                 attempt = 0;
             }
@@ -358,10 +359,6 @@ fn rejected_count(err: &WriteError, batch: usize) -> usize {
         }
     }
     batch
-}
-
-fn err_chain(err: &dyn std::error::Error) -> String {
-    crate::error_chain(err)
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ pub enum LineError {
 
 /// Appends `point` as one line (with a trailing `\n`) to `out`. On error
 /// `out` is left unchanged.
-pub fn encode(point: &Point, out: &mut String) -> Result<(), LineError> {
+pub(crate) fn encode(point: &Point, out: &mut String) -> Result<(), LineError> {
     if point.measurement.is_empty() {
         return Err(LineError::EmptyMeasurement);
     }

@@ -1,11 +1,11 @@
 //! InfluxDB: line-protocol encoding, the v1/v2 HTTP client, the buffered
 //! writer and InfluxQL reads.
 
-pub mod buffer;
+mod buffer;
 pub mod line;
-pub mod query;
+pub(crate) mod query;
 pub mod write;
 
-pub use buffer::{Enqueued, Writer, WriterConfig, WriterHandle};
+pub use buffer::{Writer, WriterConfig, WriterHandle};
 pub use line::{FieldValue, Point};
-pub use write::{ApiChoice, InfluxClient, InfluxConfig, Target};
+pub use write::{ApiChoice, InfluxClient, InfluxConfig};

@@ -183,12 +183,12 @@ impl InfluxClient {
 }
 
 /// Quotes an InfluxQL identifier (`"name"`).
-pub fn ident(s: &str) -> String {
+pub(crate) fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Quotes an InfluxQL string literal (`'value'`).
-pub fn literal(s: &str) -> String {
+pub(crate) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 

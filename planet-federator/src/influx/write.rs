@@ -448,7 +448,10 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, HealthError> {
 
 /// `GET /ping`: InfluxDB 1.x and 2.x both answer 204 with
 /// `X-Influxdb-Version`. Returns that header.
-pub async fn ping(http: &reqwest::Client, base: &str) -> Result<Option<String>, HealthError> {
+pub(crate) async fn ping(
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<Option<String>, HealthError> {
     let url = format!("{base}/ping");
     let resp = http
         .get(&url)
@@ -474,7 +477,7 @@ pub async fn ping(http: &reqwest::Client, base: &str) -> Result<Option<String>, 
 
 /// The API for a `/ping` version header: 1.x speaks v1 natively; 2.x, 3.x
 /// and Cloud speak v2. No header: v2.
-pub fn detect(version: Option<&str>) -> ApiChoice {
+pub(crate) fn detect(version: Option<&str>) -> ApiChoice {
     match version {
         Some(v) if v.trim_start_matches('v').starts_with("1.") => ApiChoice::V1,
         _ => ApiChoice::V2,

@@ -23,7 +23,7 @@ pub enum GraphError {
 
 /// One caller → callee dependency.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Link {
+pub(crate) struct Link {
     pub from: String,
     pub to: String,
     /// `port/protocol` of the callee, sorted.
@@ -38,21 +38,21 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.status == "active"
     }
 }
 
 /// The services and links of a window, both sorted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ServiceGraph {
+pub(crate) struct ServiceGraph {
     pub nodes: Vec<String>,
     pub links: Vec<Link>,
 }
 
 /// Total bits per second between two services as one side's agents saw
 /// it, keyed (service, remote service).
-pub type Bandwidth = BTreeMap<(String, String), f64>;
+pub(crate) type Bandwidth = BTreeMap<(String, String), f64>;
 
 #[derive(Debug, Default)]
 struct Acc {
@@ -65,7 +65,7 @@ impl ServiceGraph {
     /// The links seen in `[since, until]` (first seen by `until`, last seen
     /// from `since` on). A link is `active` when last seen within
     /// `stale_after` of `until`.
-    pub fn from_edges(
+    pub(crate) fn from_edges(
         edges: &[Edge],
         since: Timestamp,
         until: Timestamp,
@@ -121,7 +121,7 @@ impl ServiceGraph {
 
     /// Sets each link's bandwidth: the larger of the two ends' views (each
     /// end's agents see the same bytes; taking one avoids counting twice).
-    pub fn join_bandwidth(&mut self, bandwidth: &Bandwidth) {
+    pub(crate) fn join_bandwidth(&mut self, bandwidth: &Bandwidth) {
         for l in &mut self.links {
             let seen = |a: &str, b: &str| bandwidth.get(&(a.to_owned(), b.to_owned())).copied();
             l.bandwidth_bps = match (seen(&l.from, &l.to), seen(&l.to, &l.from)) {
@@ -133,7 +133,7 @@ impl ServiceGraph {
 
     /// Keeps the links carrying at least `min_bps` (links without traffic
     /// data carry 0) and the services they join.
-    pub fn min_bandwidth(&mut self, min_bps: f64) {
+    pub(crate) fn min_bandwidth(&mut self, min_bps: f64) {
         if min_bps <= 0.0 {
             return;
         }
@@ -150,7 +150,7 @@ impl ServiceGraph {
 
     /// Keeps `service` and every service within `depth` links of it (either
     /// direction), and the links among them.
-    pub fn neighbourhood(&mut self, service: &str, depth: usize) -> Result<(), GraphError> {
+    pub(crate) fn neighbourhood(&mut self, service: &str, depth: usize) -> Result<(), GraphError> {
         if self
             .nodes
             .binary_search_by(|n| n.as_str().cmp(service))
@@ -204,7 +204,7 @@ fn sort_ports(ports: BTreeSet<String>) -> Vec<String> {
 /// "service", "remote_service", "address", "remote_address"`: each host
 /// pair's mean while the traffic job saw it, summed over host pairs and
 /// both directions.
-pub fn bandwidth_from_series(series: &[Series]) -> Bandwidth {
+pub(crate) fn bandwidth_from_series(series: &[Series]) -> Bandwidth {
     let mut out = Bandwidth::new();
     for s in series {
         let (Some(service), Some(remote)) = (s.tags.get("service"), s.tags.get("remote_service"))

@@ -19,21 +19,21 @@
 //! are disjoint columns, so boxes never overlap.
 
 /// Estimated width of one label character at the 13 px sans-serif font.
-pub const CHAR_WIDTH: f64 = 7.6;
-pub const NODE_HEIGHT: f64 = 30.0;
+pub(crate) const CHAR_WIDTH: f64 = 7.6;
+pub(crate) const NODE_HEIGHT: f64 = 30.0;
 const NODE_PAD: f64 = 14.0;
 const MIN_NODE_WIDTH: f64 = 56.0;
 const NODE_GAP: f64 = 16.0;
 const DUMMY_GAP: f64 = 10.0;
 /// Horizontal space between layers: room for edge curves and labels.
-pub const LAYER_GAP: f64 = 150.0;
-pub const MARGIN: f64 = 24.0;
+pub(crate) const LAYER_GAP: f64 = 150.0;
+pub(crate) const MARGIN: f64 = 24.0;
 const ORDER_SWEEPS: usize = 24;
 const POSITION_SWEEPS: usize = 8;
 
 /// A node's box; `x`, `y` is the top-left corner.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NodeBox {
+pub(crate) struct NodeBox {
     pub x: f64,
     pub y: f64,
     pub w: f64,
@@ -41,35 +41,30 @@ pub struct NodeBox {
 }
 
 impl NodeBox {
-    pub fn right(&self) -> f64 {
+    pub(crate) fn right(&self) -> f64 {
         self.x + self.w
     }
 
-    pub fn bottom(&self) -> f64 {
+    pub(crate) fn bottom(&self) -> f64 {
         self.y + self.h
     }
 
-    pub fn center_y(&self) -> f64 {
+    pub(crate) fn center_y(&self) -> f64 {
         self.y + self.h / 2.0
     }
 
     /// True when the boxes share interior area.
-    pub fn overlaps(&self, other: &NodeBox) -> bool {
+    pub(crate) fn overlaps(&self, other: &NodeBox) -> bool {
         self.x < other.right()
             && other.x < self.right()
             && self.y < other.bottom()
             && other.y < self.bottom()
     }
-
-    /// True when `(x, y)` lies strictly inside.
-    pub fn contains(&self, (x, y): (f64, f64)) -> bool {
-        x > self.x && x < self.right() && y > self.y && y < self.bottom()
-    }
 }
 
 /// An edge's route, from the caller's box to the callee's box.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Route {
+pub(crate) enum Route {
     /// Points to join with horizontal-tangent curves: the first on the
     /// caller's box, the last on the callee's.
     Path(Vec<(f64, f64)>),
@@ -79,7 +74,7 @@ pub enum Route {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub nodes: Vec<NodeBox>,
     /// One per input edge, in input order.
     pub routes: Vec<Route>,
@@ -92,13 +87,13 @@ pub struct Layout {
 }
 
 /// The width of a box for `label`.
-pub fn node_width(label: &str) -> f64 {
+pub(crate) fn node_width(label: &str) -> f64 {
     (label.chars().count() as f64 * CHAR_WIDTH + 2.0 * NODE_PAD).max(MIN_NODE_WIDTH)
 }
 
 /// Lays out nodes labelled `labels` with directed `edges` (indices into
 /// `labels`; self-loops and duplicates allowed).
-pub fn layout(labels: &[&str], edges: &[(usize, usize)]) -> Layout {
+pub(crate) fn layout(labels: &[&str], edges: &[(usize, usize)]) -> Layout {
     layout_with(labels, edges, ORDER_SWEEPS)
 }
 
@@ -619,9 +614,12 @@ pub(crate) mod tests {
                     assert!(on_side(a, first), "{:?} starts off its box", (from, to));
                     assert!(on_side(b, last), "{:?} ends off its box", (from, to));
                     // In between it never enters a box.
+                    let inside = |n: &NodeBox, (x, y): (f64, f64)| {
+                        x > n.x && x < n.right() && y > n.y && y < n.bottom()
+                    };
                     for p in &points[1..points.len() - 1] {
                         for n in &l.nodes {
-                            assert!(!n.contains(*p), "{:?} passes through {n:?}", (from, to));
+                            assert!(!inside(n, *p), "{:?} passes through {n:?}", (from, to));
                         }
                     }
                 }

@@ -6,9 +6,9 @@
 //! [`graph`] folds and filters, [`layout`] places, [`render`] writes SVG,
 //! DOT, Mermaid or JSON; all three are pure. This module only reads.
 
-pub mod graph;
-pub mod layout;
-pub mod render;
+mod graph;
+mod layout;
+mod render;
 
 use jiff::{SignedDuration, Timestamp};
 use thiserror::Error;
@@ -19,8 +19,8 @@ use crate::{
     history,
     influx::{InfluxClient, query::QueryError},
 };
-pub use graph::{GraphError, ServiceGraph};
-pub use render::Caption;
+pub(crate) use graph::{GraphError, ServiceGraph};
+pub(crate) use render::Caption;
 
 #[derive(Debug, Error)]
 pub enum MapError {
@@ -38,7 +38,7 @@ pub enum MapError {
 
 /// What to draw; the command line's and the HTTP page's parameters.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MapQuery {
+pub(crate) struct MapQuery {
     pub since: String,
     pub until: String,
     pub stale_after: std::time::Duration,
@@ -61,7 +61,7 @@ impl From<&MapArgs> for MapQuery {
 }
 
 /// The traffic query: each host pair's mean bandwidth in the window.
-pub fn traffic_query(since: Timestamp, until: Timestamp) -> String {
+pub(crate) fn traffic_query(since: Timestamp, until: Timestamp) -> String {
     format!(
         "SELECT mean(\"bandwidth_bps\") FROM \"ingress\", \"egress\" WHERE time >= {} AND time <= {} \
          GROUP BY \"service\", \"remote_service\", \"address\", \"remote_address\"",
@@ -71,7 +71,7 @@ pub fn traffic_query(since: Timestamp, until: Timestamp) -> String {
 }
 
 /// Reads the window's history and traffic and builds the filtered graph.
-pub async fn load(
+pub(crate) async fn load(
     influx: &InfluxClient,
     q: &MapQuery,
     now: Timestamp,
@@ -105,7 +105,11 @@ pub async fn load(
 }
 
 /// Renders `g` as `format` (svg, dot, mermaid or json).
-pub fn render(format: &str, g: &ServiceGraph, caption: &Caption) -> Result<String, MapError> {
+pub(crate) fn render(
+    format: &str,
+    g: &ServiceGraph,
+    caption: &Caption,
+) -> Result<String, MapError> {
     Ok(match format {
         "svg" => render::svg(g, caption),
         "dot" => render::dot(g, caption),
@@ -116,7 +120,7 @@ pub fn render(format: &str, g: &ServiceGraph, caption: &Caption) -> Result<Strin
 }
 
 /// The `map` command's output.
-pub async fn run(
+pub(crate) async fn run(
     influx: &InfluxClient,
     args: &MapArgs,
     now: Timestamp,

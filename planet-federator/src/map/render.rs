@@ -17,7 +17,7 @@ use super::{
 
 /// What the map shows, for its caption and the JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Caption {
+pub(crate) struct Caption {
     pub since: String,
     pub until: String,
     pub service: Option<String>,
@@ -44,7 +44,7 @@ impl Caption {
 }
 
 /// `1.23 Mbit/s`: three significant digits.
-pub fn human_bps(bps: f64) -> String {
+pub(crate) fn human_bps(bps: f64) -> String {
     let units = ["bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"];
     let mut v = bps.max(0.0);
     let mut u = 0;
@@ -169,7 +169,7 @@ fn path_data(points: &[(f64, f64)]) -> String {
 }
 
 /// The SVG map.
-pub fn svg(g: &ServiceGraph, caption: &Caption) -> String {
+pub(crate) fn svg(g: &ServiceGraph, caption: &Caption) -> String {
     let index = |name: &str| g.nodes.binary_search_by(|n| n.as_str().cmp(name)).ok();
     let labels: Vec<&str> = g.nodes.iter().map(String::as_str).collect();
     let edges: Vec<(usize, usize)> = g
@@ -347,7 +347,7 @@ fn dot_string(s: &str) -> String {
 }
 
 /// Graphviz DOT (`dot -Tsvg`), left to right, edge width by bandwidth.
-pub fn dot(g: &ServiceGraph, caption: &Caption) -> String {
+pub(crate) fn dot(g: &ServiceGraph, caption: &Caption) -> String {
     let widths = stroke_widths(g);
     let mut s = String::from("digraph planet {\n");
     let _ = writeln!(
@@ -395,7 +395,7 @@ fn mermaid_text(s: &str) -> String {
 }
 
 /// A Mermaid flowchart; node ids are `s0`, `s1`, ... in service order.
-pub fn mermaid(g: &ServiceGraph, caption: &Caption) -> String {
+pub(crate) fn mermaid(g: &ServiceGraph, caption: &Caption) -> String {
     let mut s = String::from("flowchart LR\n");
     let _ = writeln!(
         s,
@@ -436,7 +436,7 @@ struct Document<'a> {
     dependencies: &'a [Link],
 }
 
-pub fn json(g: &ServiceGraph, caption: &Caption) -> String {
+pub(crate) fn json(g: &ServiceGraph, caption: &Caption) -> String {
     let doc = Document {
         caption,
         services: &g.nodes,
