@@ -8,7 +8,8 @@ use clap::{ArgAction, Parser, builder::BoolishValueParser};
 
 use planet_cli::{
     go_duration,
-    go_flags::{self, parse_log_level},
+    go_flags::{self, GoStyle},
+    logging::LogArgs,
 };
 
 use crate::{collect::ebpf::ModeRequest, collect::socket_table::OwnerRequest};
@@ -25,19 +26,8 @@ pub struct Cli {
     #[arg(long, default_value = "0.0.0.0:19100", value_name = "ADDR")]
     pub listen_address: SocketAddr,
 
-    /// Log level (trace, debug, info, warn, error; also warning, fatal, panic)
-    #[arg(long, default_value = "info", value_parser = parse_log_level)]
-    pub log_level: tracing::Level,
-
-    /// Disable timestamp on logger
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub log_disable_timestamp: bool,
-
-    /// Disable colors on logger
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value = "false", value_parser = BoolishValueParser::new())]
-    pub log_disable_colors: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// Show version and exit
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
@@ -195,35 +185,23 @@ impl Cli {
         self.task_inventory_interval
             .unwrap_or(self.task_interval * 25)
     }
+}
 
-    /// Parses the process arguments, accepting Go-style single-dash flags.
-    pub fn parse_go_style() -> Self {
-        Self::parse_from(go_style_args(std::env::args_os()))
-    }
-
-    /// Like [`Cli::parse_go_style`] over given arguments (first = program name).
-    pub fn try_parse_go_style<I, T>(args: I) -> Result<Self, clap::Error>
+impl GoStyle for Cli {
+    /// Rewrites Go-style `-long-flag[=v]` to `--long-flag[=v]`, so Go users'
+    /// command lines keep working, and unknown ones are reported by their
+    /// full name: any single-dash word of two or more characters that starts
+    /// with a letter is taken for a long flag. Short flags (`-h`), values
+    /// and everything after `--` are left alone.
+    fn go_style_args<I, T>(args: I) -> Vec<OsString>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString>,
     {
-        Self::try_parse_from(go_style_args(args))
+        go_flags::rewrite(args, |name| {
+            name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        })
     }
-}
-
-/// Rewrites Go-style `-long-flag[=v]` to `--long-flag[=v]`, so Go users'
-/// command lines keep working, and unknown ones are reported by their full
-/// name: any single-dash word of two or more characters that starts with a
-/// letter is taken for a long flag. Short flags (`-h`), values and
-/// everything after `--` are left alone.
-pub fn go_style_args<I, T>(args: I) -> Vec<OsString>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString>,
-{
-    go_flags::rewrite(args, |name| {
-        name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic())
-    })
 }
 
 #[cfg(test)]
@@ -253,7 +231,7 @@ mod tests {
         assert_eq!(cli.task_ebpf_addr, "http://localhost:9435/metrics");
         assert!(!cli.task_inventory_enabled);
         assert_eq!(cli.task_inventory_format, "arrayjson");
-        assert_eq!(cli.log_level, tracing::Level::INFO);
+        assert_eq!(cli.log.log_level, tracing::Level::INFO);
         assert!(cli.task_flow_enabled);
         assert_eq!(cli.task_flow_mode, ModeRequest::Auto);
         assert_eq!(cli.task_socketstat_owners, OwnerRequest::Auto);
@@ -294,7 +272,7 @@ mod tests {
         assert!(!cli.task_flow_enabled);
         assert_eq!(cli.listen_address, "127.0.0.1:9999".parse().unwrap());
         assert!(cli.task_darkstat_enabled);
-        assert_eq!(cli.log_level, tracing::Level::WARN);
+        assert_eq!(cli.log.log_level, tracing::Level::WARN);
         assert_eq!(
             cli.task_flow_mode,
             ModeRequest::Only(crate::collect::ebpf::ProbeMode::Tracepoint)
@@ -345,7 +323,7 @@ mod tests {
 
     #[test]
     fn values_that_look_like_flags_are_left_alone() {
-        let args = go_style_args(["planet-agent", "--", "-task-interval"]);
+        let args = Cli::go_style_args(["planet-agent", "--", "-task-interval"]);
         assert_eq!(args[2], "-task-interval");
     }
 }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use planet_agent::{allocator, app, cli::Cli, collect::ebpf};
-use planet_cli::logging;
+use planet_cli::{bootstrap, errors, go_flags::GoStyle as _};
 
 fn main() -> ExitCode {
     let allocator_tuned = allocator::tune();
@@ -10,11 +10,7 @@ fn main() -> ExitCode {
         println!("planet-agent v{}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    logging::init(
-        cli.log_level,
-        cli.log_disable_colors,
-        cli.log_disable_timestamp,
-    );
+    cli.log.init();
     if !allocator_tuned {
         tracing::debug!("allocator thresholds left to the allocator (not glibc, or refused)");
     }
@@ -22,24 +18,7 @@ fn main() -> ExitCode {
         check_flow_modes(&cli);
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(app::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bootstrap::run_to_exit(app::run(cli))
 }
 
 /// `-check-flow-modes`: one line per probe mode, `ok` or the reason it
@@ -51,10 +30,7 @@ fn check_flow_modes(cli: &Cli) {
     for mode in ebpf::ProbeMode::ALL {
         match ebpf::check(mode, limits, &cli.kernel_btf) {
             Ok(()) => println!("flow-mode {mode}: ok"),
-            Err(err) => println!(
-                "flow-mode {mode}: unavailable: {}",
-                planet_cli::errors::chain(&err)
-            ),
+            Err(err) => println!("flow-mode {mode}: unavailable: {}", errors::chain(&err)),
         }
     }
 }
